@@ -1,0 +1,145 @@
+// The server interceptor every RPC passes through: it opens the SERVER span (OTel RPC
+// conventions) under the caller's trace context, sets the deadline the handler and its
+// outgoing calls inherit, maps thrown errors to gRPC codes, records the RPC metrics and logs
+// failures. One interceptor instead of four keeps the per-call overhead to one closure.
+
+import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import { codeName, isClientFault, toConnectError } from "./errors.js";
+import type { Logger } from "./logger.js";
+import type { RpcMetrics } from "./metrics.js";
+import { extractTraceContext, getTracer, withDeadline } from "./telemetry.js";
+
+export interface ObserveOptions {
+  readonly logger: Logger;
+  readonly metrics: RpcMetrics;
+  /** Deadline applied to calls that carry none, and the cap on those that do. */
+  readonly maxDeadlineMs: number;
+  /** Called when a call starts and ends, for graceful drain accounting. */
+  readonly onStart?: () => void;
+  readonly onEnd?: () => void;
+}
+
+const GRPC_TIMEOUT_UNITS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+
+/** The timeout a caller asked for, from gRPC's `grpc-timeout` or Connect's `connect-timeout-ms`. */
+export function requestTimeoutMs(header: Headers): number | undefined {
+  const grpc = header.get("grpc-timeout");
+  if (grpc) {
+    const unit = GRPC_TIMEOUT_UNITS[grpc.slice(-1)];
+    const value = Number(grpc.slice(0, -1));
+    if (unit !== undefined && Number.isFinite(value)) return value * unit;
+  }
+  const connect = header.get("connect-timeout-ms");
+  if (connect) {
+    const value = Number(connect);
+    if (Number.isFinite(value)) return value;
+  }
+  return undefined;
+}
+
+export function createObserveInterceptor(opts: ObserveOptions): Interceptor {
+  const tracer = getTracer("mlmesh.rpc");
+  const { metrics, logger } = opts;
+  // prom-client label lookups hash their arguments; caching the children per
+  // (method, code) keeps the hot path free of that work.
+  const children = new Map<string, { inc: () => void; observe: (v: number) => void }>();
+  const record = (service: string, method: string, code: string, seconds: number) => {
+    const key = `${service}/${method}/${code}`;
+    let child = children.get(key);
+    if (!child) {
+      const counter = metrics.requests.labels(service, method, code);
+      const histogram = metrics.duration.labels(service, method, code);
+      child = { inc: () => counter.inc(), observe: (v) => histogram.observe(v) };
+      children.set(key, child);
+    }
+    child.inc();
+    child.observe(seconds);
+  };
+
+  return (next) => async (req) => {
+    const started = performance.now();
+    const service = req.service.typeName;
+    const method = req.method.name;
+    const parent = extractTraceContext(req.header, ROOT_CONTEXT);
+    const span = tracer.startSpan(
+      `${service}/${method}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method },
+      },
+      parent,
+    );
+    const asked = requestTimeoutMs(req.header);
+    const timeout = asked === undefined ? opts.maxDeadlineMs : Math.min(asked, opts.maxDeadlineMs);
+    const ctx = withDeadline(trace.setSpan(parent, span), Date.now() + timeout);
+    opts.onStart?.();
+    let done = false;
+    const finish = (code: Code | 0, err?: unknown) => {
+      if (done) return;
+      done = true;
+      const name = codeName(code);
+      span.setAttribute("rpc.grpc.status_code", code);
+      if (code !== 0 && !isClientFault(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: name });
+      span.end();
+      record(service, method, name, (performance.now() - started) / 1000);
+      if (err !== undefined) logFailure(logger, ctx, span, `${service}/${method}`, code, err);
+      opts.onEnd?.();
+    };
+    try {
+      const res = await context.with(ctx, () => next(req));
+      if (!res.stream) {
+        finish(0);
+        return res as UnaryResponse;
+      }
+      return { ...res, message: observeStream(res.message, ctx, finish) } as StreamResponse;
+    } catch (err) {
+      const mapped = toConnectError(err, span.spanContext().traceId);
+      finish(mapped.code, err);
+      throw mapped;
+    }
+  };
+}
+
+/** Re-enter the call's context on every step of a response stream, and close the span at its end. */
+async function* observeStream<T>(
+  source: AsyncIterable<T>,
+  ctx: Context,
+  finish: (code: Code | 0, err?: unknown) => void,
+): AsyncIterable<T> {
+  const it = source[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const step = await context.with(ctx, () => it.next());
+      if (step.done) break;
+      yield step.value;
+    }
+    finish(0);
+  } catch (err) {
+    const mapped = toConnectError(err, trace.getSpan(ctx)?.spanContext().traceId ?? "unknown");
+    finish(mapped.code, err);
+    throw mapped;
+  } finally {
+    // The client went away mid-stream: the call ends as CANCELLED.
+    finish(Code.Canceled);
+    await it.return?.();
+  }
+}
+
+function logFailure(logger: Logger, ctx: Context, span: Span, rpc: string, code: Code | 0, err: unknown): void {
+  context.with(ctx, () => {
+    const fields = { rpc, code: codeName(code) };
+    if (code === Code.Internal || code === Code.Unknown || code === Code.DataLoss) {
+      span.recordException(err instanceof Error ? err : new Error(String(err)));
+      logger.error({ ...fields, err }, "rpc failed with an internal error");
+    } else if (code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.ResourceExhausted) {
+      logger.warn({ ...fields, msg_detail: messageOf(err) }, "rpc failed");
+    } else {
+      logger.debug({ ...fields, msg_detail: messageOf(err) }, "rpc rejected");
+    }
+  });
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof ConnectError ? err.rawMessage : err instanceof Error ? err.message : String(err);
+}

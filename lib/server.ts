@@ -1,0 +1,250 @@
+// The one way a service starts. Given its handlers it serves gRPC over h2c on one port and,
+// on a second port, Connect (JSON or binary) and gRPC-Web over HTTP/1.1 plus /metrics,
+// /healthz and /readyz. Both ports share one connect-node router, so every RPC behaves the
+// same whichever protocol reached it. SIGTERM handling lives in the caller (process.ts);
+// this module owns the drain.
+
+import http from "node:http";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { createHealthService, HealthState, ServingStatus } from "./health.js";
+import type { Logger } from "./logger.js";
+import { createRpcMetrics, renderMetrics, type RpcMetrics } from "./metrics.js";
+import { createObserveInterceptor } from "./rpc-observe.js";
+
+/** One gRPC service with its handlers; methods missing from `impl` answer UNIMPLEMENTED. */
+export interface ServiceRegistration {
+  readonly service: DescService;
+  // The handler map of the service; `any` because a list mixes different services.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly impl: Partial<ServiceImpl<any>>;
+  /** Why the missing methods are missing, e.g. "lands with issue #7". */
+  readonly pendingNote?: string;
+}
+
+/** An extra plain-HTTP route on the HTTP port (the OIP REST routes, for example). Returns false to pass. */
+export type HttpRoute = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
+
+export interface ServerOptions {
+  /** Short name used in logs: "registry", "router", ... */
+  readonly name: string;
+  readonly host: string;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly services: readonly ServiceRegistration[];
+  readonly logger: Logger;
+  readonly maxMessageBytes: number;
+  readonly maxDeadlineMs: number;
+  readonly shutdownGraceMs: number;
+  /** Extra readiness condition (stores open, models loaded, ...). Default: always ready. */
+  readonly readiness?: () => boolean;
+  readonly httpRoutes?: readonly HttpRoute[];
+  /** Metrics registry the service's own series are registered on; created if absent. */
+  readonly metrics?: RpcMetrics;
+}
+
+export interface RunningServer {
+  readonly name: string;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly grpcUrl: string;
+  readonly httpUrl: string;
+  readonly health: HealthState;
+  readonly metrics: RpcMetrics;
+  /** Stop accepting, drain in-flight calls (bounded by the grace period), close. */
+  shutdown(): Promise<void>;
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const metrics = opts.metrics ?? createRpcMetrics();
+  const health = new HealthState();
+  const shutdownController = new AbortController();
+  let inFlight = 0;
+  let draining = false;
+  let drained: (() => void) | undefined;
+
+  const observe = createObserveInterceptor({
+    logger: opts.logger,
+    metrics,
+    maxDeadlineMs: opts.maxDeadlineMs,
+    onStart: () => void inFlight++,
+    onEnd: () => {
+      inFlight--;
+      if (draining && inFlight === 0) drained?.();
+    },
+  });
+
+  const routes = (router: ConnectRouter) => {
+    router.service(Health, createHealthService(health));
+    for (const reg of opts.services) {
+      router.service(reg.service, withUnimplemented(reg));
+    }
+  };
+  const adapter = connectNodeAdapter({
+    routes,
+    interceptors: [observe],
+    readMaxBytes: opts.maxMessageBytes,
+    writeMaxBytes: opts.maxMessageBytes,
+    shutdownSignal: shutdownController.signal,
+    // Reject unknown JSON fields: a typo in a curl body should be an error, not ignored.
+    jsonOptions: { ignoreUnknownFields: false },
+  });
+
+  const isReady = () => !draining && (opts.readiness?.() ?? true);
+
+  const httpServer = http.createServer(async (req, res) => {
+    const path = req.url?.split("?")[0] ?? "/";
+    if (req.method === "GET" || req.method === "HEAD") {
+      if (path === "/metrics") {
+        const { contentType, body } = await renderMetrics(metrics.registry);
+        res.writeHead(200, { "content-type": contentType }).end(body);
+        return;
+      }
+      if (path === "/healthz") {
+        res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+        return;
+      }
+      if (path === "/readyz") {
+        const ready = isReady();
+        res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" }).end(ready ? "ready\n" : "not ready\n");
+        return;
+      }
+    }
+    for (const route of opts.httpRoutes ?? []) {
+      if (await route(req, res)) return;
+    }
+    adapter(req, res);
+  });
+  httpServer.keepAliveTimeout = 65_000;
+
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const grpcServer = http2.createServer({ maxSessionMemory: 64, Http2ServerResponse: GrpcResponse }, adapter);
+  grpcServer.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+
+  await listen(grpcServer, opts.grpcPort, opts.host);
+  try {
+    await listen(httpServer, opts.httpPort, opts.host);
+  } catch (err) {
+    grpcServer.close();
+    throw err;
+  }
+  const grpcPort = (grpcServer.address() as AddressInfo).port;
+  const httpPort = (httpServer.address() as AddressInfo).port;
+
+  health.set("", ServingStatus.SERVING);
+  for (const reg of opts.services) health.set(reg.service.typeName, ServingStatus.SERVING);
+
+  const shutdown = async () => {
+    if (draining) return;
+    draining = true;
+    // Readiness and health go false first, so balancers stop sending new calls.
+    health.setAllNotServing();
+    health.close();
+    const closed = Promise.all([
+      new Promise<void>((r) => grpcServer.close(() => r())),
+      new Promise<void>((r) => httpServer.close(() => r())),
+    ]);
+    // GOAWAY: clients open no new streams here; streams in flight finish.
+    for (const s of sessions) s.close();
+    const idleSweep = setInterval(() => httpServer.closeIdleConnections(), 20);
+    httpServer.closeIdleConnections();
+    const allDone = inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => (drained = r));
+    const grace = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), opts.shutdownGraceMs).unref());
+    const outcome = await Promise.race([allDone.then(() => "drained" as const), grace]);
+    if (outcome === "timeout") {
+      opts.logger.warn({ in_flight: inFlight }, "drain deadline passed; cancelling the calls still running");
+    }
+    shutdownController.abort(new ConnectError("server is shutting down", Code.Unavailable));
+    clearInterval(idleSweep);
+    for (const s of sessions) s.destroy();
+    httpServer.closeAllConnections();
+    await closed;
+  };
+
+  const host = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host;
+  return {
+    name: opts.name,
+    grpcPort,
+    httpPort,
+    grpcUrl: `http://${host}:${grpcPort}`,
+    httpUrl: `http://${host}:${httpPort}`,
+    health,
+    metrics,
+    shutdown,
+  };
+}
+
+/**
+ * connect-node percent-encodes every reserved character of `grpc-message`, but the gRPC
+ * spec encodes only bytes outside 0x20-0x7E (and '%'), and grpc-js decodes with decodeURI,
+ * so its users would read "name%3A ...". Re-encoding here, in the response class the h2c
+ * server is built with, costs nothing per request unless there is a message.
+ */
+class GrpcResponse extends http2.Http2ServerResponse {
+  override writeHead(statusCode: number, ...rest: unknown[]): this {
+    const headers = rest[rest.length - 1];
+    if (headers && typeof headers === "object") fixGrpcMessage(headers as Record<string, unknown>);
+    return (super.writeHead as (code: number, ...a: unknown[]) => this)(statusCode, ...rest);
+  }
+
+  override addTrailers(trailers: http.OutgoingHttpHeaders): void {
+    fixGrpcMessage(trailers);
+    super.addTrailers(trailers);
+  }
+}
+
+function fixGrpcMessage(headers: Record<string, unknown>): void {
+  const value = headers["grpc-message"];
+  if (typeof value !== "string" || !value.includes("%")) return;
+  let raw: string;
+  try {
+    raw = decodeURIComponent(value);
+  } catch {
+    return;
+  }
+  let out = "";
+  for (const b of Buffer.from(raw, "utf8")) {
+    out += b < 0x20 || b > 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, "0")}` : String.fromCharCode(b);
+  }
+  headers["grpc-message"] = out;
+}
+
+function listen(server: http.Server | http2.Http2Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+}
+
+/** Fill the methods a service does not implement yet with an honest UNIMPLEMENTED. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function withUnimplemented(reg: ServiceRegistration): Partial<ServiceImpl<any>> {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const impl: Record<string, any> = { ...reg.impl };
+  for (const method of reg.service.methods) {
+    if (impl[method.localName]) continue;
+    const message = `${reg.service.typeName}/${method.name} is not implemented yet${reg.pendingNote ? ` (${reg.pendingNote})` : ""}`;
+    const fail = () => {
+      throw new ConnectError(message, Code.Unimplemented);
+    };
+    impl[method.localName] =
+      method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming"
+        ? // eslint-disable-next-line require-yield
+          async function* () {
+            fail();
+          }
+        : fail;
+  }
+  return impl;
+}

@@ -1,0 +1,106 @@
+// OpenTelemetry set-up, done once per process before any server starts: a tracer provider
+// that always records (so trace ids reach logs and cross-service calls even when nothing is
+// exported), W3C trace context propagation, and OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT
+// is set. Also the helpers that carry trace context and deadlines through gRPC and NATS.
+
+import { context, createContextKey, propagation, trace, type Context, type Span, type Tracer } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { OTLPTraceExporter as OtlpHttpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { OTLPTraceExporter as OtlpHttpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import { NodeSDK } from "@opentelemetry/sdk-node";
+import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
+import type { Config } from "./config.js";
+import { MLMESH_VERSION } from "./version.js";
+
+let sdk: NodeSDK | undefined;
+
+/**
+ * Start tracing for this process. `serviceName` is the OTel resource's service.name
+ * (`mlmesh-registry` for one service per process, `mlmesh` for the all-in-one mesh).
+ * Idempotent: the first call wins.
+ */
+export function startTelemetry(config: Config, serviceName: string): void {
+  if (sdk) return;
+  const processors: SpanProcessor[] = [];
+  if (config.otel.endpoint) {
+    // OTEL_EXPORTER_OTLP_ENDPOINT is the collector's base URL; traces go to /v1/traces.
+    const url = `${config.otel.endpoint.replace(/\/+$/, "")}/v1/traces`;
+    const exporter = config.otel.protocol === "http/json" ? new OtlpHttpJsonExporter({ url }) : new OtlpHttpProtoExporter({ url });
+    processors.push(new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500 }));
+  } else {
+    // NodeSDK registers no tracer provider without a processor, and a no-op provider never
+    // mints trace ids; this one records spans and drops them.
+    processors.push(new NoopSpanProcessor());
+  }
+  sdk = new NodeSDK({
+    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName, [ATTR_SERVICE_VERSION]: MLMESH_VERSION }),
+    autoDetectResources: false,
+    spanProcessors: processors,
+    metricReaders: [],
+    logRecordProcessors: [],
+    instrumentations: [],
+    textMapPropagator: new W3CTraceContextPropagator(),
+  });
+  sdk.start();
+}
+
+/** Flush pending spans and stop the provider (part of graceful shutdown). */
+export async function stopTelemetry(): Promise<void> {
+  const s = sdk;
+  sdk = undefined;
+  if (s) await s.shutdown().catch(() => undefined);
+}
+
+export function getTracer(scope: string): Tracer {
+  return trace.getTracer(scope, MLMESH_VERSION);
+}
+
+// ---- deadlines, carried in the same context as the active span ---------------------------
+
+const DEADLINE_KEY = createContextKey("mlmesh.deadline");
+
+/** A context whose calls must finish by `deadline` (epoch ms). */
+export function withDeadline(ctx: Context, deadline: number): Context {
+  const current = ctx.getValue(DEADLINE_KEY) as number | undefined;
+  return ctx.setValue(DEADLINE_KEY, current === undefined ? deadline : Math.min(current, deadline));
+}
+
+/** Milliseconds left before the active request's deadline, or undefined if it has none. */
+export function remainingMs(ctx: Context = context.active()): number | undefined {
+  const deadline = ctx.getValue(DEADLINE_KEY) as number | undefined;
+  return deadline === undefined ? undefined : deadline - Date.now();
+}
+
+// ---- propagation through headers (gRPC metadata, HTTP, NATS) ---------------------------
+
+interface HeaderLike {
+  get(key: string): string | null | undefined;
+  set(key: string, value: string): void;
+}
+
+const headerGetter = {
+  keys: (carrier: HeaderLike) => {
+    const keys: string[] = [];
+    for (const k of ["traceparent", "tracestate"]) if (carrier.get(k)) keys.push(k);
+    return keys;
+  },
+  get: (carrier: HeaderLike, key: string) => carrier.get(key) ?? undefined,
+};
+
+const headerSetter = {
+  set: (carrier: HeaderLike, key: string, value: string) => carrier.set(key, value),
+};
+
+/** Write `traceparent`/`tracestate` of `ctx` into a header carrier. */
+export function injectTraceContext(carrier: HeaderLike, ctx: Context = context.active()): void {
+  propagation.inject(ctx, carrier, headerSetter);
+}
+
+/** Read a remote parent from a header carrier into a context. */
+export function extractTraceContext(carrier: HeaderLike, base: Context = context.active()): Context {
+  return propagation.extract(base, carrier, headerGetter);
+}
+
+export type { Span, Context };

@@ -17,6 +17,12 @@ export function getProcessRegistry(): Registry {
   if (!processRegistry) {
     processRegistry = new Registry();
     collectDefaultMetrics({ register: processRegistry, eventLoopMonitoringPrecision: 10 });
+    // prom-client also exports these gauges under a `_total` name, which the exposition
+    // conventions (and `promtool check metrics`) reserve for counters. The same values stay
+    // available without the suffix (nodejs_active_handles, ...).
+    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+      processRegistry.removeSingleMetric(name);
+    }
   }
   return processRegistry;
 }

@@ -89,7 +89,7 @@ export class RegistryStore {
 
   getModel(name: string): ModelRecord {
     const row = this.db.select().from(schema.registeredModels).where(eq(schema.registeredModels.name, name)).get();
-    if (!row) throw new NotFoundError("model", name, "`mlmesh models list` shows the registered models");
+    if (!row) throw new NotFoundError("model", name, "ListModels shows the registered models");
     return toRecord(row);
   }
 

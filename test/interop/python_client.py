@@ -1,11 +1,17 @@
 """A polyglot client: stubs generated from our protos by grpc_tools, calling a running
 service. Prints one JSON line with what it saw. Usage: python_client.py GEN_DIR ADDRESS"""
 import json
+import os
 import sys
 
 sys.path.insert(0, sys.argv[1])
 
 import grpc  # noqa: E402
+
+# Our generated grpc/health/v1 lives beside the installed `grpc` package, which would
+# shadow it; extending the package path lets `grpc.health.v1` resolve to the generated code.
+grpc.__path__.append(os.path.join(sys.argv[1], "grpc"))
+
 from grpc.health.v1 import health_pb2, health_pb2_grpc  # noqa: E402  (ours, generated)
 from mlmesh.registry.v1 import registry_service_pb2, registry_service_pb2_grpc  # noqa: E402
 

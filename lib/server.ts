@@ -160,6 +160,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const outcome = await Promise.race([allDone.then(() => "drained" as const), grace]);
     if (outcome === "timeout") {
       opts.logger.warn({ in_flight: inFlight }, "drain deadline passed; cancelling the calls still running");
+    } else {
+      // The handlers are done, but their last messages and trailers may still be on their
+      // way out: after GOAWAY each session closes itself once its streams end.
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 2000).unref())]);
     }
     shutdownController.abort(new ConnectError("server is shutting down", Code.Unavailable));
     clearInterval(idleSweep);

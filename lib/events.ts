@@ -512,8 +512,10 @@ export async function openEventBus(opts: {
   required: boolean;
   clientName: string;
   logger: Logger;
+  /** The server tried when `natsUrl` is unset (the local default). */
+  defaultServers?: string;
 }): Promise<EventBus> {
-  const servers = opts.natsUrl ?? "nats://127.0.0.1:4222";
+  const servers = opts.natsUrl ?? opts.defaultServers ?? "nats://127.0.0.1:4222";
   try {
     const bus = await JetStreamBus.connect({
       servers,

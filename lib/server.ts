@@ -15,6 +15,7 @@ import { createHealthService, HealthState, ServingStatus } from "./health.js";
 import type { Logger } from "./logger.js";
 import { createRpcMetrics, renderMetrics, type RpcMetrics } from "./metrics.js";
 import { createObserveInterceptor } from "./rpc-observe.js";
+import { ensureContextManager } from "./telemetry.js";
 
 /** One gRPC service with its handlers; methods missing from `impl` answer UNIMPLEMENTED. */
 export interface ServiceRegistration {
@@ -60,6 +61,7 @@ export interface RunningServer {
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  ensureContextManager();
   const metrics = opts.metrics ?? createRpcMetrics();
   const health = new HealthState();
   const shutdownController = new AbortController();

@@ -4,6 +4,7 @@
 // is set. Also the helpers that carry trace context and deadlines through gRPC and NATS.
 
 import { context, createContextKey, propagation, trace, type Context, type Span, type Tracer } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter as OtlpHttpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { OTLPTraceExporter as OtlpHttpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
@@ -15,6 +16,20 @@ import type { Config } from "./config.js";
 import { MLMESH_VERSION } from "./version.js";
 
 let sdk: NodeSDK | undefined;
+let contextManagerReady = false;
+
+/**
+ * Request context (active span, deadline) rides on AsyncLocalStorage. NodeSDK installs the
+ * manager; a server started without telemetry (a library user, a unit test) installs it here,
+ * because deadlines must propagate whether or not anything is traced.
+ */
+export function ensureContextManager(): void {
+  if (contextManagerReady) return;
+  contextManagerReady = true;
+  // Returns false (and changes nothing) when NodeSDK already registered one.
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+}
 
 /**
  * Start tracing for this process. `serviceName` is the OTel resource's service.name
@@ -44,6 +59,7 @@ export function startTelemetry(config: Config, serviceName: string): void {
     textMapPropagator: new W3CTraceContextPropagator(),
   });
   sdk.start();
+  contextManagerReady = true;
 }
 
 /** Flush pending spans and stop the provider (part of graceful shutdown). */

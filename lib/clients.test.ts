@@ -3,8 +3,8 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { RegistryService } from "../gen/mlmesh/registry/v1/registry_service_pb.js";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { RegistryService, type GetModelRequest } from "../gen/mlmesh/registry/v1/registry_service_pb.js";
 import { createServiceClient } from "./clients.js";
 import { createLogger } from "./logger.js";
 import { startServer, type RunningServer } from "./server.js";
@@ -32,7 +32,7 @@ describe("deadline propagation", () => {
         {
           service: RegistryService,
           impl: {
-            getModel(_req, ctx) {
+            getModel(_req: GetModelRequest, ctx: HandlerContext) {
               backCalls++;
               seenTimeouts.push(ctx.timeoutMs() ?? -1);
               return {};
@@ -49,7 +49,7 @@ describe("deadline propagation", () => {
         {
           service: RegistryService,
           impl: {
-            async getModel(req) {
+            async getModel(req: GetModelRequest) {
               // Burn part of the budget first when asked, then call the back service.
               if (req.name === "slow") await new Promise((r) => setTimeout(r, 150));
               await backClient.getModel({ name: req.name });

@@ -3,11 +3,11 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
-import { RegistryService, type GetModelRequest } from "../gen/mlmesh/registry/v1/registry_service_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { RegistryService } from "../gen/mlmesh/registry/v1/registry_service_pb.js";
 import { createServiceClient } from "./clients.js";
 import { createLogger } from "./logger.js";
-import { startServer, type RunningServer } from "./server.js";
+import { serviceRegistration, startServer, type RunningServer } from "./server.js";
 
 describe("deadline propagation", () => {
   let front: RunningServer;
@@ -29,16 +29,13 @@ describe("deadline propagation", () => {
       ...common,
       name: "back",
       services: [
-        {
-          service: RegistryService,
-          impl: {
-            getModel(_req: GetModelRequest, ctx: HandlerContext) {
-              backCalls++;
-              seenTimeouts.push(ctx.timeoutMs() ?? -1);
-              return {};
-            },
+        serviceRegistration(RegistryService, {
+          getModel(_req, ctx) {
+            backCalls++;
+            seenTimeouts.push(ctx.timeoutMs() ?? -1);
+            return {};
           },
-        },
+        }),
       ],
     });
     const backClient = createServiceClient(RegistryService, back.grpcUrl);
@@ -46,17 +43,14 @@ describe("deadline propagation", () => {
       ...common,
       name: "front",
       services: [
-        {
-          service: RegistryService,
-          impl: {
-            async getModel(req: GetModelRequest) {
-              // Burn part of the budget first when asked, then call the back service.
-              if (req.name === "slow") await new Promise((r) => setTimeout(r, 150));
-              await backClient.getModel({ name: req.name });
-              return {};
-            },
+        serviceRegistration(RegistryService, {
+          async getModel(req) {
+            // Burn part of the budget first when asked, then call the back service.
+            if (req.name === "slow") await new Promise((r) => setTimeout(r, 150));
+            await backClient.getModel({ name: req.name });
+            return {};
           },
-        },
+        }),
       ],
     });
   });

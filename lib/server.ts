@@ -27,6 +27,15 @@ export interface ServiceRegistration {
   readonly pendingNote?: string;
 }
 
+/** A ServiceRegistration with the handlers type-checked against the service. */
+export function serviceRegistration<T extends DescService>(
+  service: T,
+  impl: Partial<ServiceImpl<T>>,
+  pendingNote?: string,
+): ServiceRegistration {
+  return { service, impl, pendingNote };
+}
+
 /** An extra plain-HTTP route on the HTTP port (the OIP REST routes, for example). Returns false to pass. */
 export type HttpRoute = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
 

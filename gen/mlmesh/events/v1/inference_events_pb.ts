@@ -21,11 +21,12 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mlmesh/events/v1/inference_events.proto.
  */
 export const file_mlmesh_events_v1_inference_events: GenFile = /*@__PURE__*/
-  fileDesc("CidtbG1lc2gvZXZlbnRzL3YxL2luZmVyZW5jZV9ldmVudHMucHJvdG8SEG1sbWVzaC5ldmVudHMudjEizwMKEFByZWRpY3Rpb25Mb2dnZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCnJlcXVlc3RfaWQYAiABKAkSEAoIdHJhY2VfaWQYAyABKAkSKgoGZW50aXR5GAQgASgLMhoubWxtZXNoLnR5cGVzLnYxLkVudGl0eUtleRISCgptb2RlbF9uYW1lGAUgASgJEg8KB3ZlcnNpb24YBiABKAMSPgoGaW5wdXRzGAcgAygLMi4ubWxtZXNoLmV2ZW50cy52MS5QcmVkaWN0aW9uTG9nZ2VkLklucHV0c0VudHJ5Ei4KBm91dHB1dBgIIAEoCzIeLm1sbWVzaC5pbmZlcmVuY2UudjEuUm93T3V0cHV0EhIKCmxhdGVuY3lfdXMYCSABKAMSKAoEdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJc2VydmVkX2FzGAsgASgJEhEKCXJvd19pbmRleBgMIAEoBRpFCgtJbnB1dHNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5tbG1lc2gudHlwZXMudjEuVmFsdWU6AjgBInQKElByZWRpY3Rpb25Mb2dCYXRjaBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESMwoHcmVjb3JkcxgCIAMoCzIiLm1sbWVzaC5ldmVudHMudjEuUHJlZGljdGlvbkxvZ2dlZCKYAQoLTW9kZWxMb2FkZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB3JlcGxpY2EYAiABKAkSEgoKbW9kZWxfbmFtZRgDIAEoCRIPCgd2ZXJzaW9uGAQgASgDEhcKD2FydGlmYWN0X3NoYTI1NhgFIAEoCRIPCgdsb2FkX21zGAYgASgDIoABCg1Nb2RlbFVubG9hZGVkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdyZXBsaWNhGAIgASgJEhIKCm1vZGVsX25hbWUYAyABKAkSDwoHdmVyc2lvbhgEIAEoAxIOCgZyZWFzb24YBSABKAkigQEKD01vZGVsTG9hZEZhaWxlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESDwoHcmVwbGljYRgCIAEoCRISCgptb2RlbF9uYW1lGAMgASgJEg8KB3ZlcnNpb24YBCABKAMSDQoFZXJyb3IYBSABKAkingIKCkRyaWZ0QWxlcnQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCm1vZGVsX25hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoAxIPCgdmZWF0dXJlGAQgASgJEg4KBm1ldHJpYxgFIAEoCRINCgV2YWx1ZRgGIAEoARIRCgl0aHJlc2hvbGQYByABKAESNwoOcHJldmlvdXNfc3RhdGUYCCABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSLgoFc3RhdGUYCSABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSFAoMd2luZG93X2NvdW50GAogASgDIvgBCgxRdWFsaXR5QWxlcnQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCm1vZGVsX25hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoAxIOCgZtZXRyaWMYBCABKAkSDQoFdmFsdWUYBSABKAESEAoIYmFzZWxpbmUYBiABKAESNwoOcHJldmlvdXNfc3RhdGUYByABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSLgoFc3RhdGUYCCABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUiagoRQmF0Y2hKb2JDb21wbGV0ZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEioKA2pvYhgCIAEoCzIdLm1sbWVzaC5pbmZlcmVuY2UudjEuQmF0Y2hKb2IimQIKEFNjb3JpbmdSZXF1ZXN0ZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGVuZHBvaW50GAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSKgoGZW50aXR5GAQgASgLMhoubWxtZXNoLnR5cGVzLnYxLkVudGl0eUtleRJACgdjb250ZXh0GAUgAygLMi8ubWxtZXNoLmV2ZW50cy52MS5TY29yaW5nUmVxdWVzdGVkLkNvbnRleHRFbnRyeRpGCgxDb250ZXh0RW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYubWxtZXNoLnR5cGVzLnYxLlZhbHVlOgI4ASLHAQoQU2NvcmluZ0NvbXBsZXRlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCRISCgptb2RlbF9uYW1lGAQgASgJEg8KB3ZlcnNpb24YBSABKAMSLgoGb3V0cHV0GAYgASgLMh4ubWxtZXNoLmluZmVyZW5jZS52MS5Sb3dPdXRwdXQSDQoFZXJyb3IYByABKAliBnByb3RvMw", [file_google_protobuf_timestamp, file_mlmesh_events_v1_envelope, file_mlmesh_inference_v1_inference_resources, file_mlmesh_types_v1_types]);
+  fileDesc("CidtbG1lc2gvZXZlbnRzL3YxL2luZmVyZW5jZV9ldmVudHMucHJvdG8SEG1sbWVzaC5ldmVudHMudjEi4QMKEFByZWRpY3Rpb25Mb2dnZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCnJlcXVlc3RfaWQYAiABKAkSEAoIdHJhY2VfaWQYAyABKAkSKgoGZW50aXR5GAQgASgLMhoubWxtZXNoLnR5cGVzLnYxLkVudGl0eUtleRISCgptb2RlbF9uYW1lGAUgASgJEg8KB3ZlcnNpb24YBiABKAMSPgoGaW5wdXRzGAcgAygLMi4ubWxtZXNoLmV2ZW50cy52MS5QcmVkaWN0aW9uTG9nZ2VkLklucHV0c0VudHJ5Ei4KBm91dHB1dBgIIAEoCzIeLm1sbWVzaC5pbmZlcmVuY2UudjEuUm93T3V0cHV0EhIKCmxhdGVuY3lfdXMYCSABKAMSKAoEdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJc2VydmVkX2FzGAsgASgJEhEKCXJvd19pbmRleBgMIAEoBRIQCghlbmRwb2ludBgNIAEoCRpFCgtJbnB1dHNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5tbG1lc2gudHlwZXMudjEuVmFsdWU6AjgBInQKElByZWRpY3Rpb25Mb2dCYXRjaBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESMwoHcmVjb3JkcxgCIAMoCzIiLm1sbWVzaC5ldmVudHMudjEuUHJlZGljdGlvbkxvZ2dlZCKYAQoLTW9kZWxMb2FkZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB3JlcGxpY2EYAiABKAkSEgoKbW9kZWxfbmFtZRgDIAEoCRIPCgd2ZXJzaW9uGAQgASgDEhcKD2FydGlmYWN0X3NoYTI1NhgFIAEoCRIPCgdsb2FkX21zGAYgASgDIoABCg1Nb2RlbFVubG9hZGVkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdyZXBsaWNhGAIgASgJEhIKCm1vZGVsX25hbWUYAyABKAkSDwoHdmVyc2lvbhgEIAEoAxIOCgZyZWFzb24YBSABKAkigQEKD01vZGVsTG9hZEZhaWxlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESDwoHcmVwbGljYRgCIAEoCRISCgptb2RlbF9uYW1lGAMgASgJEg8KB3ZlcnNpb24YBCABKAMSDQoFZXJyb3IYBSABKAkingIKCkRyaWZ0QWxlcnQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCm1vZGVsX25hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoAxIPCgdmZWF0dXJlGAQgASgJEg4KBm1ldHJpYxgFIAEoCRINCgV2YWx1ZRgGIAEoARIRCgl0aHJlc2hvbGQYByABKAESNwoOcHJldmlvdXNfc3RhdGUYCCABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSLgoFc3RhdGUYCSABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSFAoMd2luZG93X2NvdW50GAogASgDIvgBCgxRdWFsaXR5QWxlcnQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCm1vZGVsX25hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoAxIOCgZtZXRyaWMYBCABKAkSDQoFdmFsdWUYBSABKAESEAoIYmFzZWxpbmUYBiABKAESNwoOcHJldmlvdXNfc3RhdGUYByABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSLgoFc3RhdGUYCCABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUiagoRQmF0Y2hKb2JDb21wbGV0ZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEioKA2pvYhgCIAEoCzIdLm1sbWVzaC5pbmZlcmVuY2UudjEuQmF0Y2hKb2IimQIKEFNjb3JpbmdSZXF1ZXN0ZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGVuZHBvaW50GAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSKgoGZW50aXR5GAQgASgLMhoubWxtZXNoLnR5cGVzLnYxLkVudGl0eUtleRJACgdjb250ZXh0GAUgAygLMi8ubWxtZXNoLmV2ZW50cy52MS5TY29yaW5nUmVxdWVzdGVkLkNvbnRleHRFbnRyeRpGCgxDb250ZXh0RW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYubWxtZXNoLnR5cGVzLnYxLlZhbHVlOgI4ASLHAQoQU2NvcmluZ0NvbXBsZXRlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCRISCgptb2RlbF9uYW1lGAQgASgJEg8KB3ZlcnNpb24YBSABKAMSLgoGb3V0cHV0GAYgASgLMh4ubWxtZXNoLmluZmVyZW5jZS52MS5Sb3dPdXRwdXQSDQoFZXJyb3IYByABKAliBnByb3RvMw", [file_google_protobuf_timestamp, file_mlmesh_events_v1_envelope, file_mlmesh_inference_v1_inference_resources, file_mlmesh_types_v1_types]);
 
 /**
  * One scored row. Features tagged PII in the feature service are never in clear here:
  * they are replaced by a salted HMAC-SHA256 (hex) or masked, per the service's policy.
+ * Not published on its own: records travel in a PredictionLogBatch (below).
  *
  * @generated from message mlmesh.events.v1.PredictionLogged
  */
@@ -100,6 +101,13 @@ export type PredictionLogged = Message<"mlmesh.events.v1.PredictionLogged"> & {
    * @generated from field: int32 row_index = 12;
    */
   rowIndex: number;
+
+  /**
+   * Router endpoint the request served (ScoreRequest.endpoint), empty for a direct call.
+   *
+   * @generated from field: string endpoint = 13;
+   */
+  endpoint: string;
 };
 
 /**
@@ -137,7 +145,7 @@ export const PredictionLogBatchSchema: GenMessage<PredictionLogBatch> = /*@__PUR
 
 /**
  * A model version was loaded and warmed in a replica.
- * Subject: `mlmesh.inference.model_loaded.<model>`.
+ * Subject: `mlmesh.inference.model_loaded.<model>`; stream: MLMESH_INFERENCE.
  *
  * @generated from message mlmesh.events.v1.ModelLoaded
  */
@@ -184,7 +192,7 @@ export const ModelLoadedSchema: GenMessage<ModelLoaded> = /*@__PURE__*/
 
 /**
  * A model version was unloaded (LRU, swap, rollback grace period, or by request).
- * Subject: `mlmesh.inference.model_unloaded.<model>`.
+ * Subject: `mlmesh.inference.model_unloaded.<model>`; stream: MLMESH_INFERENCE.
  *
  * @generated from message mlmesh.events.v1.ModelUnloaded
  */
@@ -224,7 +232,7 @@ export const ModelUnloadedSchema: GenMessage<ModelUnloaded> = /*@__PURE__*/
 
 /**
  * A model version could not be loaded; the previous version keeps serving.
- * Subject: `mlmesh.inference.model_load_failed.<model>`.
+ * Subject: `mlmesh.inference.model_load_failed.<model>`; stream: MLMESH_INFERENCE.
  *
  * @generated from message mlmesh.events.v1.ModelLoadFailed
  */
@@ -265,7 +273,7 @@ export const ModelLoadFailedSchema: GenMessage<ModelLoadFailed> = /*@__PURE__*/
 /**
  * A drift state transition of one feature (or the score) of a model version. Consumed by
  * the router's rollout controller as a gate.
- * Subject: `mlmesh.inference.drift_alert.<model>`.
+ * Subject: `mlmesh.inference.drift_alert.<model>`; stream: MLMESH_INFERENCE.
  *
  * @generated from message mlmesh.events.v1.DriftAlert
  */
@@ -334,7 +342,7 @@ export const DriftAlertSchema: GenMessage<DriftAlert> = /*@__PURE__*/
 
 /**
  * A quality state transition on delayed labels (concept drift).
- * Subject: `mlmesh.inference.quality_alert.<model>`.
+ * Subject: `mlmesh.inference.quality_alert.<model>`; stream: MLMESH_INFERENCE.
  *
  * @generated from message mlmesh.events.v1.QualityAlert
  */
@@ -355,7 +363,8 @@ export type QualityAlert = Message<"mlmesh.events.v1.QualityAlert"> & {
   version: bigint;
 
   /**
-   * "auc", "log_loss", "accuracy" or "calibration".
+   * "auc", "log_loss", "accuracy" or "expected_calibration_error" (QualityMetric without
+   * its prefix, lower snake case).
    *
    * @generated from field: string metric = 4;
    */
@@ -367,6 +376,9 @@ export type QualityAlert = Message<"mlmesh.events.v1.QualityAlert"> & {
   value: number;
 
   /**
+   * The version's baseline for the metric (its first full quality window), for
+   * thresholds relative to it.
+   *
    * @generated from field: double baseline = 6;
    */
   baseline: number;
@@ -391,7 +403,7 @@ export const QualityAlertSchema: GenMessage<QualityAlert> = /*@__PURE__*/
 
 /**
  * A batch scoring job ended.
- * Subject: `mlmesh.inference.batch_job_completed.<model>`.
+ * Subject: `mlmesh.inference.batch_job_completed.<model>`; stream: MLMESH_INFERENCE.
  *
  * @generated from message mlmesh.events.v1.BatchJobCompleted
  */
@@ -416,7 +428,8 @@ export const BatchJobCompletedSchema: GenMessage<BatchJobCompleted> = /*@__PURE_
 
 /**
  * A scoring request for stream scoring: an endpoint's consumer scores it and publishes a
- * ScoringCompleted. Subject: `mlmesh.inference.stream_in.<endpoint>`.
+ * ScoringCompleted. Subject: `mlmesh.inference.stream_in.<endpoint>`; stream:
+ * MLMESH_INFERENCE.
  *
  * @generated from message mlmesh.events.v1.ScoringRequested
  */
@@ -458,7 +471,7 @@ export const ScoringRequestedSchema: GenMessage<ScoringRequested> = /*@__PURE__*
 
 /**
  * The result of a ScoringRequested. Subject: `mlmesh.inference.stream_out.<endpoint>`;
- * msg id `<request_id>`, so a redelivered request never produces a second result.
+ * stream: MLMESH_INFERENCE; msg id `<request_id>`, so a redelivered request never produces a second result.
  *
  * @generated from message mlmesh.events.v1.ScoringCompleted
  */

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mlmesh/inference/v1/inference_resources.proto.
  */
 export const file_mlmesh_inference_v1_inference_resources: GenFile = /*@__PURE__*/
-  fileDesc("Ci1tbG1lc2gvaW5mZXJlbmNlL3YxL2luZmVyZW5jZV9yZXNvdXJjZXMucHJvdG8SE21sbWVzaC5pbmZlcmVuY2UudjEi3wEKBlRlbnNvchIMCgRuYW1lGAEgASgJEi0KBHR5cGUYAiABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLlRlbnNvclR5cGUSDQoFc2hhcGUYAyADKAMSEgoKZmxvYXRfZGF0YRgEIAMoAhITCgtkb3VibGVfZGF0YRgFIAMoARISCgppbnQzMl9kYXRhGAYgAygFEhIKCmludDY0X2RhdGEYByADKAMSEQoJYm9vbF9kYXRhGAggAygIEhMKC3N0cmluZ19kYXRhGAkgAygJEhAKCHJhd19kYXRhGAogASgMIq4BCgNSb3cSNAoGdmFsdWVzGAEgAygLMiQubWxtZXNoLmluZmVyZW5jZS52MS5Sb3cuVmFsdWVzRW50cnkSKgoGZW50aXR5GAIgASgLMhoubWxtZXNoLnR5cGVzLnYxLkVudGl0eUtleRpFCgtWYWx1ZXNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5tbG1lc2gudHlwZXMudjEuVmFsdWU6AjgBIjsKC0RlbnNlSW5wdXRzEiwKB3RlbnNvcnMYASADKAsyGy5tbG1lc2guaW5mZXJlbmNlLnYxLlRlbnNvciLKAgoJUm93T3V0cHV0Eg0KBXNjb3JlGAEgASgBEg0KBWxhYmVsGAIgASgJElMKE2NsYXNzX3Byb2JhYmlsaXRpZXMYAyADKAsyNi5tbG1lc2guaW5mZXJlbmNlLnYxLlJvd091dHB1dC5DbGFzc1Byb2JhYmlsaXRpZXNFbnRyeRI8CgdvdXRwdXRzGAQgAygLMisubWxtZXNoLmluZmVyZW5jZS52MS5Sb3dPdXRwdXQuT3V0cHV0c0VudHJ5GjkKF0NsYXNzUHJvYmFiaWxpdGllc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEaUQoMT3V0cHV0c0VudHJ5EgsKA2tleRgBIAEoCRIwCgV2YWx1ZRgCIAEoCzIhLm1sbWVzaC5pbmZlcmVuY2UudjEuT3V0cHV0VmFsdWVzOgI4ASI+CgxPdXRwdXRWYWx1ZXMSDgoGdmFsdWVzGAEgAygBEg8KB3N0cmluZ3MYAiADKAkSDQoFc2hhcGUYAyADKAMi3wEKDkJhdGNoaW5nQ29uZmlnEg8KB2VuYWJsZWQYASABKAgSFgoObWF4X2JhdGNoX3NpemUYAiABKAUSGgoSbWF4X3F1ZXVlX2RlbGF5X3VzGAMgASgDEg8KB3dvcmtlcnMYBCABKAUSGAoQaW50cmFfb3BfdGhyZWFkcxgFIAEoBRIcChRtYXhfcm93c19wZXJfcmVxdWVzdBgGIAEoBRI/ChFub25fZmluaXRlX3BvbGljeRgHIAEoDjIkLm1sbWVzaC5pbmZlcmVuY2UudjEuTm9uRmluaXRlUG9saWN5ItECCgtMb2FkZWRNb2RlbBISCgptb2RlbF9uYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAMSFwoPYXJ0aWZhY3Rfc2hhMjU2GAMgASgJEhQKDHNlcnZpbmdfcmVmcxgEIAMoCRItCgVzdGF0ZRgFIAEoDjIeLm1sbWVzaC5pbmZlcmVuY2UudjEuTG9hZFN0YXRlEg0KBWVycm9yGAYgASgJEjUKCGJhdGNoaW5nGAcgASgLMiMubWxtZXNoLmluZmVyZW5jZS52MS5CYXRjaGluZ0NvbmZpZxIvCgtsb2FkZWRfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF91c2VkX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1lbW9yeV9ieXRlcxgKIAEoAyL3AQoMRmVhdHVyZURyaWZ0Eg8KB2ZlYXR1cmUYASABKAkSEwoLY2F0ZWdvcmljYWwYAiABKAgSCwoDcHNpGAMgASgBEhUKDWtsX2RpdmVyZ2VuY2UYBCABKAESEwoLanNfZGlzdGFuY2UYBSABKAESEQoJaGVsbGluZ2VyGAYgASgBEhMKC3dhc3NlcnN0ZWluGAcgASgBEhoKEmNoaV9zcXVhcmVfcF92YWx1ZRgIIAEoARIUCgx3aW5kb3dfY291bnQYCSABKAMSLgoFc3RhdGUYCiABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUisgEKC0RyaWZ0UG9saWN5EhAKCHBzaV93YXJuGAEgASgBEhEKCXBzaV9hbGVydBgCIAEoARIYChBtaW5fd2luZG93X2NvdW50GAMgASgDEhkKEWh5c3RlcmVzaXNfbWFyZ2luGAQgASgBEh4KFmh5c3RlcmVzaXNfZXZhbHVhdGlvbnMYBSABKAUSKQoGd2luZG93GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIu0CCg1RdWFsaXR5UmVwb3J0EhIKCm1vZGVsX25hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoAxIWCg5sYWJlbGxlZF9jb3VudBgDIAEoAxILCgNhdWMYBCABKAESEAoIbG9nX2xvc3MYBSABKAESEAoIYWNjdXJhY3kYBiABKAESIgoaZXhwZWN0ZWRfY2FsaWJyYXRpb25fZXJyb3IYByABKAESOAoLY2FsaWJyYXRpb24YCCADKAsyIy5tbG1lc2guaW5mZXJlbmNlLnYxLkNhbGlicmF0aW9uQmluEi4KBXN0YXRlGAkgASgOMh8ubWxtZXNoLmluZmVyZW5jZS52MS5EcmlmdFN0YXRlEjAKDHdpbmRvd19zdGFydBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKd2luZG93X2VuZBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibAoOQ2FsaWJyYXRpb25CaW4SDQoFbG93ZXIYASABKAESDQoFdXBwZXIYAiABKAESDQoFY291bnQYAyABKAMSFgoObWVhbl9wcmVkaWN0ZWQYBCABKAESFQoNb2JzZXJ2ZWRfcmF0ZRgFIAEoASJWCgdPdXRjb21lEhIKCnJlcXVlc3RfaWQYASABKAkSDQoFbGFiZWwYAiABKAESKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAivAQKCEJhdGNoSm9iEg4KBmpvYl9pZBgBIAEoCRIRCgltb2RlbF9yZWYYAiABKAkSEgoKbW9kZWxfbmFtZRgDIAEoCRIPCgd2ZXJzaW9uGAQgASgDEhIKCmlucHV0X3BhdGgYBSABKAkSNQoMaW5wdXRfZm9ybWF0GAYgASgOMh8ubWxtZXNoLmluZmVyZW5jZS52MS5GaWxlRm9ybWF0EhMKC291dHB1dF9wYXRoGAcgASgJEjYKDW91dHB1dF9mb3JtYXQYCCABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkZpbGVGb3JtYXQSFQoNZW50aXR5X2NvbHVtbhgJIAEoCRIUCgxhc19vZl9jb2x1bW4YCiABKAkSFQoNc2tpcF9iYWRfcm93cxgLIAEoCBIxCgVzdGF0ZRgMIAEoDjIiLm1sbWVzaC5pbmZlcmVuY2UudjEuQmF0Y2hKb2JTdGF0ZRIRCglyb3dzX3JlYWQYDSABKAMSEwoLcm93c19zY29yZWQYDiABKAMSFQoNcm93c19yZWplY3RlZBgPIAEoAxIXCg9yb3dzX3Blcl9zZWNvbmQYECABKAESDQoFZXJyb3IYESABKAkSEwoLcmVqZWN0X3BhdGgYEiABKAkSLwoLY3JlYXRlX3RpbWUYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCq3AQoKVGVuc29yVHlwZRIbChdURU5TT1JfVFlQRV9VTlNQRUNJRklFRBAAEhcKE1RFTlNPUl9UWVBFX0ZMT0FUMzIQARIXChNURU5TT1JfVFlQRV9GTE9BVDY0EAISFQoRVEVOU09SX1RZUEVfSU5UMzIQAxIVChFURU5TT1JfVFlQRV9JTlQ2NBAEEhQKEFRFTlNPUl9UWVBFX0JPT0wQBRIWChJURU5TT1JfVFlQRV9TVFJJTkcQBipvCg9Ob25GaW5pdGVQb2xpY3kSIQodTk9OX0ZJTklURV9QT0xJQ1lfVU5TUEVDSUZJRUQQABIcChhOT05fRklOSVRFX1BPTElDWV9SRUpFQ1QQARIbChdOT05fRklOSVRFX1BPTElDWV9BTExPVxACKoUBCglMb2FkU3RhdGUSGgoWTE9BRF9TVEFURV9VTlNQRUNJRklFRBAAEhYKEkxPQURfU1RBVEVfTE9BRElORxABEhQKEExPQURfU1RBVEVfUkVBRFkQAhIXChNMT0FEX1NUQVRFX0RSQUlOSU5HEAMSFQoRTE9BRF9TVEFURV9GQUlMRUQQBCqNAQoKRHJpZnRTdGF0ZRIbChdEUklGVF9TVEFURV9VTlNQRUNJRklFRBAAEhIKDkRSSUZUX1NUQVRFX09LEAESFAoQRFJJRlRfU1RBVEVfV0FSThACEhUKEURSSUZUX1NUQVRFX0FMRVJUEAMSIQodRFJJRlRfU1RBVEVfSU5TVUZGSUNJRU5UX0RBVEEQBCrDAQoNQmF0Y2hKb2JTdGF0ZRIfChtCQVRDSF9KT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZCQVRDSF9KT0JfU1RBVEVfUVVFVUVEEAESGwoXQkFUQ0hfSk9CX1NUQVRFX1JVTk5JTkcQAhIdChlCQVRDSF9KT0JfU1RBVEVfU1VDQ0VFREVEEAMSGgoWQkFUQ0hfSk9CX1NUQVRFX0ZBSUxFRBAEEh0KGUJBVENIX0pPQl9TVEFURV9DQU5DRUxMRUQQBSpXCgpGaWxlRm9ybWF0EhsKF0ZJTEVfRk9STUFUX1VOU1BFQ0lGSUVEEAASEwoPRklMRV9GT1JNQVRfQ1NWEAESFwoTRklMRV9GT1JNQVRfUEFSUVVFVBACYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_mlmesh_types_v1_types]);
+  fileDesc("Ci1tbG1lc2gvaW5mZXJlbmNlL3YxL2luZmVyZW5jZV9yZXNvdXJjZXMucHJvdG8SE21sbWVzaC5pbmZlcmVuY2UudjEi3wEKBlRlbnNvchIMCgRuYW1lGAEgASgJEi0KBHR5cGUYAiABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLlRlbnNvclR5cGUSDQoFc2hhcGUYAyADKAMSEgoKZmxvYXRfZGF0YRgEIAMoAhITCgtkb3VibGVfZGF0YRgFIAMoARISCgppbnQzMl9kYXRhGAYgAygFEhIKCmludDY0X2RhdGEYByADKAMSEQoJYm9vbF9kYXRhGAggAygIEhMKC3N0cmluZ19kYXRhGAkgAygJEhAKCHJhd19kYXRhGAogASgMIq4BCgNSb3cSNAoGdmFsdWVzGAEgAygLMiQubWxtZXNoLmluZmVyZW5jZS52MS5Sb3cuVmFsdWVzRW50cnkSKgoGZW50aXR5GAIgASgLMhoubWxtZXNoLnR5cGVzLnYxLkVudGl0eUtleRpFCgtWYWx1ZXNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5tbG1lc2gudHlwZXMudjEuVmFsdWU6AjgBImkKC0RlbnNlSW5wdXRzEiwKB3RlbnNvcnMYASADKAsyGy5tbG1lc2guaW5mZXJlbmNlLnYxLlRlbnNvchIsCghlbnRpdGllcxgCIAMoCzIaLm1sbWVzaC50eXBlcy52MS5FbnRpdHlLZXkiygIKCVJvd091dHB1dBINCgVzY29yZRgBIAEoARINCgVsYWJlbBgCIAEoCRJTChNjbGFzc19wcm9iYWJpbGl0aWVzGAMgAygLMjYubWxtZXNoLmluZmVyZW5jZS52MS5Sb3dPdXRwdXQuQ2xhc3NQcm9iYWJpbGl0aWVzRW50cnkSPAoHb3V0cHV0cxgEIAMoCzIrLm1sbWVzaC5pbmZlcmVuY2UudjEuUm93T3V0cHV0Lk91dHB1dHNFbnRyeRo5ChdDbGFzc1Byb2JhYmlsaXRpZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBGlEKDE91dHB1dHNFbnRyeRILCgNrZXkYASABKAkSMAoFdmFsdWUYAiABKAsyIS5tbG1lc2guaW5mZXJlbmNlLnYxLk91dHB1dFZhbHVlczoCOAEiPgoMT3V0cHV0VmFsdWVzEg4KBnZhbHVlcxgBIAMoARIPCgdzdHJpbmdzGAIgAygJEg0KBXNoYXBlGAMgAygDIt8BCg5CYXRjaGluZ0NvbmZpZxIPCgdlbmFibGVkGAEgASgIEhYKDm1heF9iYXRjaF9zaXplGAIgASgFEhoKEm1heF9xdWV1ZV9kZWxheV91cxgDIAEoAxIPCgd3b3JrZXJzGAQgASgFEhgKEGludHJhX29wX3RocmVhZHMYBSABKAUSHAoUbWF4X3Jvd3NfcGVyX3JlcXVlc3QYBiABKAUSPwoRbm9uX2Zpbml0ZV9wb2xpY3kYByABKA4yJC5tbG1lc2guaW5mZXJlbmNlLnYxLk5vbkZpbml0ZVBvbGljeSLRAgoLTG9hZGVkTW9kZWwSEgoKbW9kZWxfbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEhcKD2FydGlmYWN0X3NoYTI1NhgDIAEoCRIUCgxzZXJ2aW5nX3JlZnMYBCADKAkSLQoFc3RhdGUYBSABKA4yHi5tbG1lc2guaW5mZXJlbmNlLnYxLkxvYWRTdGF0ZRINCgVlcnJvchgGIAEoCRI1CghiYXRjaGluZxgHIAEoCzIjLm1sbWVzaC5pbmZlcmVuY2UudjEuQmF0Y2hpbmdDb25maWcSLwoLbG9hZGVkX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfdXNlZF90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxtZW1vcnlfYnl0ZXMYCiABKAMi9wEKDEZlYXR1cmVEcmlmdBIPCgdmZWF0dXJlGAEgASgJEhMKC2NhdGVnb3JpY2FsGAIgASgIEgsKA3BzaRgDIAEoARIVCg1rbF9kaXZlcmdlbmNlGAQgASgBEhMKC2pzX2Rpc3RhbmNlGAUgASgBEhEKCWhlbGxpbmdlchgGIAEoARITCgt3YXNzZXJzdGVpbhgHIAEoARIaChJjaGlfc3F1YXJlX3BfdmFsdWUYCCABKAESFAoMd2luZG93X2NvdW50GAkgASgDEi4KBXN0YXRlGAogASgOMh8ubWxtZXNoLmluZmVyZW5jZS52MS5EcmlmdFN0YXRlIq8CCgtEcmlmdFBvbGljeRIQCghwc2lfd2FybhgBIAEoARIRCglwc2lfYWxlcnQYAiABKAESGAoQbWluX3dpbmRvd19jb3VudBgDIAEoAxIZChFoeXN0ZXJlc2lzX21hcmdpbhgEIAEoARIeChZoeXN0ZXJlc2lzX2V2YWx1YXRpb25zGAUgASgFEikKBndpbmRvdxgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhJBChJxdWFsaXR5X3RocmVzaG9sZHMYByADKAsyJS5tbG1lc2guaW5mZXJlbmNlLnYxLlF1YWxpdHlUaHJlc2hvbGQSGgoSbWluX2xhYmVsbGVkX2NvdW50GAggASgDEhwKFHF1YWxpdHlfd2luZG93X2NvdW50GAkgASgDIoEBChBRdWFsaXR5VGhyZXNob2xkEjIKBm1ldHJpYxgBIAEoDjIiLm1sbWVzaC5pbmZlcmVuY2UudjEuUXVhbGl0eU1ldHJpYxIMCgR3YXJuGAIgASgBEg0KBWFsZXJ0GAMgASgBEhwKFHJlbGF0aXZlX3RvX2Jhc2VsaW5lGAQgASgIIu0CCg1RdWFsaXR5UmVwb3J0EhIKCm1vZGVsX25hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoAxIWCg5sYWJlbGxlZF9jb3VudBgDIAEoAxILCgNhdWMYBCABKAESEAoIbG9nX2xvc3MYBSABKAESEAoIYWNjdXJhY3kYBiABKAESIgoaZXhwZWN0ZWRfY2FsaWJyYXRpb25fZXJyb3IYByABKAESOAoLY2FsaWJyYXRpb24YCCADKAsyIy5tbG1lc2guaW5mZXJlbmNlLnYxLkNhbGlicmF0aW9uQmluEi4KBXN0YXRlGAkgASgOMh8ubWxtZXNoLmluZmVyZW5jZS52MS5EcmlmdFN0YXRlEjAKDHdpbmRvd19zdGFydBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKd2luZG93X2VuZBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibAoOQ2FsaWJyYXRpb25CaW4SDQoFbG93ZXIYASABKAESDQoFdXBwZXIYAiABKAESDQoFY291bnQYAyABKAMSFgoObWVhbl9wcmVkaWN0ZWQYBCABKAESFQoNb2JzZXJ2ZWRfcmF0ZRgFIAEoASJWCgdPdXRjb21lEhIKCnJlcXVlc3RfaWQYASABKAkSDQoFbGFiZWwYAiABKAESKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilAUKCEJhdGNoSm9iEg4KBmpvYl9pZBgBIAEoCRIRCgltb2RlbF9yZWYYAiABKAkSEgoKbW9kZWxfbmFtZRgDIAEoCRIPCgd2ZXJzaW9uGAQgASgDEhIKCmlucHV0X3BhdGgYBSABKAkSNQoMaW5wdXRfZm9ybWF0GAYgASgOMh8ubWxtZXNoLmluZmVyZW5jZS52MS5GaWxlRm9ybWF0EhMKC291dHB1dF9wYXRoGAcgASgJEjYKDW91dHB1dF9mb3JtYXQYCCABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkZpbGVGb3JtYXQSFQoNZW50aXR5X2NvbHVtbhgJIAEoCRIUCgxhc19vZl9jb2x1bW4YCiABKAkSFQoNc2tpcF9iYWRfcm93cxgLIAEoCBIxCgVzdGF0ZRgMIAEoDjIiLm1sbWVzaC5pbmZlcmVuY2UudjEuQmF0Y2hKb2JTdGF0ZRIRCglyb3dzX3JlYWQYDSABKAMSEwoLcm93c19zY29yZWQYDiABKAMSFQoNcm93c19yZWplY3RlZBgPIAEoAxIXCg9yb3dzX3Blcl9zZWNvbmQYECABKAESDQoFZXJyb3IYESABKAkSEwoLcmVqZWN0X3BhdGgYEiABKAkSLwoLY3JlYXRlX3RpbWUYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgplcnJvcl9saW5lGBUgASgDEhIKCnJvd3NfdG90YWwYFiABKAMSLgoKc3RhcnRfdGltZRgXIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqtwEKClRlbnNvclR5cGUSGwoXVEVOU09SX1RZUEVfVU5TUEVDSUZJRUQQABIXChNURU5TT1JfVFlQRV9GTE9BVDMyEAESFwoTVEVOU09SX1RZUEVfRkxPQVQ2NBACEhUKEVRFTlNPUl9UWVBFX0lOVDMyEAMSFQoRVEVOU09SX1RZUEVfSU5UNjQQBBIUChBURU5TT1JfVFlQRV9CT09MEAUSFgoSVEVOU09SX1RZUEVfU1RSSU5HEAYqbwoPTm9uRmluaXRlUG9saWN5EiEKHU5PTl9GSU5JVEVfUE9MSUNZX1VOU1BFQ0lGSUVEEAASHAoYTk9OX0ZJTklURV9QT0xJQ1lfUkVKRUNUEAESGwoXTk9OX0ZJTklURV9QT0xJQ1lfQUxMT1cQAiqFAQoJTG9hZFN0YXRlEhoKFkxPQURfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJMT0FEX1NUQVRFX0xPQURJTkcQARIUChBMT0FEX1NUQVRFX1JFQURZEAISFwoTTE9BRF9TVEFURV9EUkFJTklORxADEhUKEUxPQURfU1RBVEVfRkFJTEVEEAQqjQEKCkRyaWZ0U3RhdGUSGwoXRFJJRlRfU1RBVEVfVU5TUEVDSUZJRUQQABISCg5EUklGVF9TVEFURV9PSxABEhQKEERSSUZUX1NUQVRFX1dBUk4QAhIVChFEUklGVF9TVEFURV9BTEVSVBADEiEKHURSSUZUX1NUQVRFX0lOU1VGRklDSUVOVF9EQVRBEAQqsAEKDVF1YWxpdHlNZXRyaWMSHgoaUVVBTElUWV9NRVRSSUNfVU5TUEVDSUZJRUQQABIWChJRVUFMSVRZX01FVFJJQ19BVUMQARIbChdRVUFMSVRZX01FVFJJQ19MT0dfTE9TUxACEhsKF1FVQUxJVFlfTUVUUklDX0FDQ1VSQUNZEAMSLQopUVVBTElUWV9NRVRSSUNfRVhQRUNURURfQ0FMSUJSQVRJT05fRVJST1IQBCrDAQoNQmF0Y2hKb2JTdGF0ZRIfChtCQVRDSF9KT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZCQVRDSF9KT0JfU1RBVEVfUVVFVUVEEAESGwoXQkFUQ0hfSk9CX1NUQVRFX1JVTk5JTkcQAhIdChlCQVRDSF9KT0JfU1RBVEVfU1VDQ0VFREVEEAMSGgoWQkFUQ0hfSk9CX1NUQVRFX0ZBSUxFRBAEEh0KGUJBVENIX0pPQl9TVEFURV9DQU5DRUxMRUQQBSpXCgpGaWxlRm9ybWF0EhsKF0ZJTEVfRk9STUFUX1VOU1BFQ0lGSUVEEAASEwoPRklMRV9GT1JNQVRfQ1NWEAESFwoTRklMRV9GT1JNQVRfUEFSUVVFVBACYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_mlmesh_types_v1_types]);
 
 /**
  * A dense, row-major tensor. Exactly one data field matching `type` is set; its length
@@ -125,6 +125,14 @@ export type DenseInputs = Message<"mlmesh.inference.v1.DenseInputs"> & {
    * @generated from field: repeated mlmesh.inference.v1.Tensor tensors = 1;
    */
   tensors: Tensor[];
+
+  /**
+   * The entity of each row (index = row along the first dimension), for the prediction
+   * log only. Empty, or exactly one per row (else INVALID_ARGUMENT).
+   *
+   * @generated from field: repeated mlmesh.types.v1.EntityKey entities = 2;
+   */
+  entities: EntityKey[];
 };
 
 /**
@@ -458,6 +466,30 @@ export type DriftPolicy = Message<"mlmesh.inference.v1.DriftPolicy"> & {
    * @generated from field: google.protobuf.Duration window = 6;
    */
   window?: Duration | undefined;
+
+  /**
+   * Quality (concept drift) alerts on delayed labels, one entry per metric watched;
+   * empty = AUC relative to baseline, warn 0.03 and alert 0.05 below it. Hysteresis as for
+   * drift.
+   *
+   * @generated from field: repeated mlmesh.inference.v1.QualityThreshold quality_thresholds = 7;
+   */
+  qualityThresholds: QualityThreshold[];
+
+  /**
+   * Labelled predictions the quality window needs before it is evaluated (default 200);
+   * below it the quality state is INSUFFICIENT_DATA.
+   *
+   * @generated from field: int64 min_labelled_count = 8;
+   */
+  minLabelledCount: bigint;
+
+  /**
+   * Most recent labelled predictions the rolling quality window keeps (default 5000).
+   *
+   * @generated from field: int64 quality_window_count = 9;
+   */
+  qualityWindowCount: bigint;
 };
 
 /**
@@ -466,6 +498,49 @@ export type DriftPolicy = Message<"mlmesh.inference.v1.DriftPolicy"> & {
  */
 export const DriftPolicySchema: GenMessage<DriftPolicy> = /*@__PURE__*/
   messageDesc(file_mlmesh_inference_v1_inference_resources, 8);
+
+/**
+ * Alert thresholds of one quality metric. Whether lower or higher is worse follows the
+ * metric; `warn` must not be beyond `alert` in that direction (else INVALID_ARGUMENT).
+ *
+ * @generated from message mlmesh.inference.v1.QualityThreshold
+ */
+export type QualityThreshold = Message<"mlmesh.inference.v1.QualityThreshold"> & {
+  /**
+   * @generated from field: mlmesh.inference.v1.QualityMetric metric = 1;
+   */
+  metric: QualityMetric;
+
+  /**
+   * Value (or change, see below) at which the version is WARN.
+   *
+   * @generated from field: double warn = 2;
+   */
+  warn: number;
+
+  /**
+   * Value (or change) at which the version is ALERT.
+   *
+   * @generated from field: double alert = 3;
+   */
+  alert: number;
+
+  /**
+   * true: `warn`/`alert` are changes for the worse from the version's baseline (its first
+   * full quality window; QualityAlert.baseline), e.g. AUC warn 0.03 = 0.03 below it, so a
+   * model that was never good does not alert forever. false: absolute values.
+   *
+   * @generated from field: bool relative_to_baseline = 4;
+   */
+  relativeToBaseline: boolean;
+};
+
+/**
+ * Describes the message mlmesh.inference.v1.QualityThreshold.
+ * Use `create(QualityThresholdSchema)` to create a new message.
+ */
+export const QualityThresholdSchema: GenMessage<QualityThreshold> = /*@__PURE__*/
+  messageDesc(file_mlmesh_inference_v1_inference_resources, 9);
 
 /**
  * Quality of a model version on delayed labels (concept drift).
@@ -538,7 +613,7 @@ export type QualityReport = Message<"mlmesh.inference.v1.QualityReport"> & {
  * Use `create(QualityReportSchema)` to create a new message.
  */
 export const QualityReportSchema: GenMessage<QualityReport> = /*@__PURE__*/
-  messageDesc(file_mlmesh_inference_v1_inference_resources, 9);
+  messageDesc(file_mlmesh_inference_v1_inference_resources, 10);
 
 /**
  * One bin of a reliability diagram.
@@ -577,7 +652,7 @@ export type CalibrationBin = Message<"mlmesh.inference.v1.CalibrationBin"> & {
  * Use `create(CalibrationBinSchema)` to create a new message.
  */
 export const CalibrationBinSchema: GenMessage<CalibrationBin> = /*@__PURE__*/
-  messageDesc(file_mlmesh_inference_v1_inference_resources, 10);
+  messageDesc(file_mlmesh_inference_v1_inference_resources, 11);
 
 /**
  * A delayed label for a logged prediction.
@@ -610,7 +685,7 @@ export type Outcome = Message<"mlmesh.inference.v1.Outcome"> & {
  * Use `create(OutcomeSchema)` to create a new message.
  */
 export const OutcomeSchema: GenMessage<Outcome> = /*@__PURE__*/
-  messageDesc(file_mlmesh_inference_v1_inference_resources, 11);
+  messageDesc(file_mlmesh_inference_v1_inference_resources, 12);
 
 /**
  * A server-side batch scoring job.
@@ -710,11 +785,15 @@ export type BatchJob = Message<"mlmesh.inference.v1.BatchJob"> & {
   rowsPerSecond: number;
 
   /**
+   * Why the job failed (FAILED), naming the row and column at fault for a bad row.
+   *
    * @generated from field: string error = 17;
    */
   error: string;
 
   /**
+   * Where rejected rows went (skip_bad_rows), relative to the data dir.
+   *
    * @generated from field: string reject_path = 18;
    */
   rejectPath: string;
@@ -728,6 +807,29 @@ export type BatchJob = Message<"mlmesh.inference.v1.BatchJob"> & {
    * @generated from field: google.protobuf.Timestamp end_time = 20;
    */
   endTime?: Timestamp | undefined;
+
+  /**
+   * 1-based input line (CSV, header = line 1) or row number (Parquet) of the bad row that
+   * failed the job; 0 when the failure was not a row's.
+   *
+   * @generated from field: int64 error_line = 21;
+   */
+  errorLine: bigint;
+
+  /**
+   * Rows in the input when known up front (Parquet metadata), 0 otherwise (CSV);
+   * progress = rows_read / rows_total.
+   *
+   * @generated from field: int64 rows_total = 22;
+   */
+  rowsTotal: bigint;
+
+  /**
+   * When it left QUEUED.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 23;
+   */
+  startTime?: Timestamp | undefined;
 };
 
 /**
@@ -735,7 +837,7 @@ export type BatchJob = Message<"mlmesh.inference.v1.BatchJob"> & {
  * Use `create(BatchJobSchema)` to create a new message.
  */
 export const BatchJobSchema: GenMessage<BatchJob> = /*@__PURE__*/
-  messageDesc(file_mlmesh_inference_v1_inference_resources, 12);
+  messageDesc(file_mlmesh_inference_v1_inference_resources, 13);
 
 /**
  * Element type of a dense tensor (the subset of ONNX types a request may carry).
@@ -900,6 +1002,52 @@ export const DriftStateSchema: GenEnum<DriftState> = /*@__PURE__*/
   enumDesc(file_mlmesh_inference_v1_inference_resources, 3);
 
 /**
+ * A quality metric computed on delayed labels.
+ *
+ * @generated from enum mlmesh.inference.v1.QualityMetric
+ */
+export enum QualityMetric {
+  /**
+   * @generated from enum value: QUALITY_METRIC_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * ROC AUC; lower is worse.
+   *
+   * @generated from enum value: QUALITY_METRIC_AUC = 1;
+   */
+  AUC = 1,
+
+  /**
+   * Log loss; higher is worse.
+   *
+   * @generated from enum value: QUALITY_METRIC_LOG_LOSS = 2;
+   */
+  LOG_LOSS = 2,
+
+  /**
+   * Accuracy at threshold 0.5; lower is worse.
+   *
+   * @generated from enum value: QUALITY_METRIC_ACCURACY = 3;
+   */
+  ACCURACY = 3,
+
+  /**
+   * Expected calibration error (10 bins); higher is worse.
+   *
+   * @generated from enum value: QUALITY_METRIC_EXPECTED_CALIBRATION_ERROR = 4;
+   */
+  EXPECTED_CALIBRATION_ERROR = 4,
+}
+
+/**
+ * Describes the enum mlmesh.inference.v1.QualityMetric.
+ */
+export const QualityMetricSchema: GenEnum<QualityMetric> = /*@__PURE__*/
+  enumDesc(file_mlmesh_inference_v1_inference_resources, 4);
+
+/**
  * State of a batch scoring job.
  *
  * @generated from enum mlmesh.inference.v1.BatchJobState
@@ -940,7 +1088,7 @@ export enum BatchJobState {
  * Describes the enum mlmesh.inference.v1.BatchJobState.
  */
 export const BatchJobStateSchema: GenEnum<BatchJobState> = /*@__PURE__*/
-  enumDesc(file_mlmesh_inference_v1_inference_resources, 4);
+  enumDesc(file_mlmesh_inference_v1_inference_resources, 5);
 
 /**
  * File format of batch input and output.
@@ -968,5 +1116,5 @@ export enum FileFormat {
  * Describes the enum mlmesh.inference.v1.FileFormat.
  */
 export const FileFormatSchema: GenEnum<FileFormat> = /*@__PURE__*/
-  enumDesc(file_mlmesh_inference_v1_inference_resources, 5);
+  enumDesc(file_mlmesh_inference_v1_inference_resources, 6);
 

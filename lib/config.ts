@@ -37,6 +37,11 @@ export interface Config {
   readonly maxMessageBytes: number;
   /** Longest deadline a server honours; a call without a deadline gets this one. */
   readonly maxDeadlineMs: number;
+  readonly features: {
+    /** Where the online store keeps the latest values: embedded SQLite or a Redis server. */
+    readonly onlineStore: "sqlite" | "redis";
+    readonly redisUrl: string;
+  };
   readonly otel: {
     readonly endpoint: string | undefined;
     readonly protocol: OtlpProtocol;
@@ -136,6 +141,9 @@ export function loadConfig(env: Env): Config {
   const maxMessageBytes = readInt(env, "MLMESH_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024);
   const maxDeadlineMs = readInt(env, "MLMESH_MAX_DEADLINE_MS", 300_000, 1, 3_600_000);
 
+  const onlineStore = readEnum<"sqlite" | "redis">(env, "MLMESH_FEATURES_ONLINE_STORE", ["sqlite", "redis"], "sqlite");
+  const redisUrl = readUrl(env, "MLMESH_REDIS_URL", ["redis:", "rediss:"]) ?? "redis://127.0.0.1:6379";
+
   const otelEndpoint = readUrl(env, "OTEL_EXPORTER_OTLP_ENDPOINT", ["http:", "https:"]);
   const otelProtocol = readEnum<OtlpProtocol>(
     env,
@@ -155,6 +163,7 @@ export function loadConfig(env: Env): Config {
     shutdownGraceMs,
     maxMessageBytes,
     maxDeadlineMs,
+    features: Object.freeze({ onlineStore, redisUrl }),
     otel: Object.freeze({
       endpoint: otelEndpoint,
       protocol: otelProtocol,
@@ -175,6 +184,8 @@ export const CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: string; me
   { name: "MLMESH_SHUTDOWN_GRACE_MS", default: "10000", meaning: "drain time for in-flight calls on SIGTERM" },
   { name: "MLMESH_MAX_MESSAGE_BYTES", default: "16777216", meaning: "largest request or response message" },
   { name: "MLMESH_MAX_DEADLINE_MS", default: "300000", meaning: "deadline given to calls that carry none" },
+  { name: "MLMESH_FEATURES_ONLINE_STORE", default: "sqlite", meaning: "online feature store: sqlite or redis" },
+  { name: "MLMESH_REDIS_URL", default: "redis://127.0.0.1:6379", meaning: "Redis for the online store when it is redis" },
   { name: "OTEL_EXPORTER_OTLP_ENDPOINT", default: "(unset)", meaning: "OTLP/HTTP collector; unset: no export" },
   { name: "OTEL_EXPORTER_OTLP_PROTOCOL", default: "http/protobuf", meaning: "http/protobuf or http/json" },
 ];

@@ -440,7 +440,7 @@ export type DriftPolicy = Message<"mlmesh.inference.v1.DriftPolicy"> & {
   psiAlert: number;
 
   /**
-   * Observations a window needs before any state but INSUFFICIENT_DATA (default 500).
+   * Observations a window needs before any state but INSUFFICIENT_DATA (default 100).
    *
    * @generated from field: int64 min_window_count = 3;
    */

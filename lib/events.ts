@@ -106,7 +106,7 @@ function startProducerSpan(subject: string, captured?: TraceHeaders): { ctx: Con
   // An event recorded during a request and published later (outbox) keeps that request as
   // its parent, so the consumer's span joins the same trace.
   const parent = captured?.traceparent
-    ? extractTraceContext({ get: (k) => (k === "traceparent" ? captured.traceparent : k === "tracestate" ? captured.tracestate : undefined), set: () => undefined }, ROOT_CONTEXT)
+    ? extractTraceContext({ get: (k) => (k === "traceparent" ? captured.traceparent : k === "tracestate" ? captured.tracestate : undefined) }, ROOT_CONTEXT)
     : context.active();
   const span = tracer().startSpan(
     `publish ${subject}`,
@@ -281,7 +281,7 @@ export class JetStreamBus implements EventBus {
     this.subscriptions.add(messages);
     const loop = (async () => {
       for await (const m of messages) {
-        const carrier = { get: (k: string) => (m.headers?.has(k) ? m.headers.get(k) : undefined), set: () => undefined };
+        const carrier = { get: (k: string) => (m.headers?.has(k) ? m.headers.get(k) : undefined) };
         const parent = extractTraceContext(carrier);
         const span = tracer().startSpan(
           `process ${m.subject}`,
@@ -440,7 +440,7 @@ export class InProcessBus implements EventBus {
           consumer.wake = undefined;
           continue;
         }
-        const parent = extractTraceContext({ get: (k) => next.traceHeaders.get(k), set: () => undefined });
+        const parent = extractTraceContext({ get: (k) => next.traceHeaders.get(k) });
         const span = tracer().startSpan(`process ${next.subject}`, { kind: SpanKind.CONSUMER }, parent);
         const tries = attempts.get(next.seq) ?? 0;
         try {

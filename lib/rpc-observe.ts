@@ -1,7 +1,7 @@
-// The server interceptor every RPC passes through: it opens the SERVER span (OTel RPC
-// conventions) under the caller's trace context, sets the deadline the handler and its
-// outgoing calls inherit, maps thrown errors to gRPC codes, records the RPC metrics and logs
-// failures. One interceptor instead of four keeps the per-call overhead to one closure.
+// What every RPC passes through, whichever server received it (grpc-js for gRPC on h2c,
+// connect-node for Connect/gRPC-Web on HTTP/1.1): the SERVER span (OTel RPC conventions)
+// under the caller's trace context, the deadline the handler and its outgoing calls inherit,
+// the mapping of thrown errors to gRPC codes, the RPC metrics and failure logs.
 
 import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
@@ -20,10 +20,25 @@ export interface ObserveOptions {
   readonly onEnd?: () => void;
 }
 
+/** One observed call: run the handler inside `ctx`, then `finish` exactly once. */
+export interface ObservedCall {
+  readonly ctx: Context;
+  readonly traceId: string;
+  /** Record the outcome; returns the error to send (mapped to a gRPC code) when there is one. */
+  finish(err?: unknown): ConnectError | undefined;
+}
+
+export type CallObserver = (
+  service: string,
+  method: string,
+  header: { get(key: string): string | null | undefined },
+  timeoutMs: number | undefined,
+) => ObservedCall;
+
 const GRPC_TIMEOUT_UNITS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 
 /** The timeout a caller asked for, from gRPC's `grpc-timeout` or Connect's `connect-timeout-ms`. */
-export function requestTimeoutMs(header: Headers): number | undefined {
+export function requestTimeoutMs(header: { get(key: string): string | null | undefined }): number | undefined {
   const grpc = header.get("grpc-timeout");
   if (grpc) {
     const unit = GRPC_TIMEOUT_UNITS[grpc.slice(-1)];
@@ -38,7 +53,7 @@ export function requestTimeoutMs(header: Headers): number | undefined {
   return undefined;
 }
 
-export function createObserveInterceptor(opts: ObserveOptions): Interceptor {
+export function createCallObserver(opts: ObserveOptions): CallObserver {
   const tracer = getTracer("mlmesh.rpc");
   const { metrics, logger } = opts;
   // prom-client label lookups hash their arguments; caching the children per
@@ -57,71 +72,72 @@ export function createObserveInterceptor(opts: ObserveOptions): Interceptor {
     child.observe(seconds);
   };
 
-  return (next) => async (req) => {
+  return (service, method, header, askedTimeoutMs) => {
     const started = performance.now();
-    const service = req.service.typeName;
-    const method = req.method.name;
-    const parent = extractTraceContext(req.header, ROOT_CONTEXT);
+    const parent = extractTraceContext(header, ROOT_CONTEXT);
     const span = tracer.startSpan(
       `${service}/${method}`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method },
-      },
+      { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method } },
       parent,
     );
-    const asked = requestTimeoutMs(req.header);
-    const timeout = asked === undefined ? opts.maxDeadlineMs : Math.min(asked, opts.maxDeadlineMs);
+    const timeout = askedTimeoutMs === undefined ? opts.maxDeadlineMs : Math.min(askedTimeoutMs, opts.maxDeadlineMs);
     const ctx = withDeadline(trace.setSpan(parent, span), Date.now() + timeout);
+    const traceId = span.spanContext().traceId;
     opts.onStart?.();
     let done = false;
-    const finish = (code: Code | 0, err?: unknown) => {
-      if (done) return;
-      done = true;
-      const name = codeName(code);
-      span.setAttribute("rpc.grpc.status_code", code);
-      if (code !== 0 && !isClientFault(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: name });
-      span.end();
-      record(service, method, name, (performance.now() - started) / 1000);
-      if (err !== undefined) logFailure(logger, ctx, span, `${service}/${method}`, code, err);
-      opts.onEnd?.();
+    return {
+      ctx,
+      traceId,
+      finish(err) {
+        if (done) return undefined;
+        done = true;
+        const mapped = err === undefined ? undefined : toConnectError(err, traceId);
+        const code = mapped?.code ?? 0;
+        const name = codeName(code);
+        span.setAttribute("rpc.grpc.status_code", code);
+        if (code !== 0 && !isClientFault(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: name });
+        span.end();
+        record(service, method, name, (performance.now() - started) / 1000);
+        if (err !== undefined) logFailure(logger, ctx, span, `${service}/${method}`, code, err);
+        opts.onEnd?.();
+        return mapped;
+      },
     };
+  };
+}
+
+/** The observer as a connect interceptor (the HTTP/1.1 side). */
+export function createObserveInterceptor(observe: CallObserver): Interceptor {
+  return (next) => async (req) => {
+    const call = observe(req.service.typeName, req.method.name, req.header, requestTimeoutMs(req.header));
     try {
-      const res = await context.with(ctx, () => next(req));
+      const res = await context.with(call.ctx, () => next(req));
       if (!res.stream) {
-        finish(0);
+        call.finish();
         return res as UnaryResponse;
       }
-      return { ...res, message: observeStream(res.message, ctx, finish) } as StreamResponse;
+      return { ...res, message: observeStream(res.message, call) } as StreamResponse;
     } catch (err) {
-      const mapped = toConnectError(err, span.spanContext().traceId);
-      finish(mapped.code, err);
-      throw mapped;
+      throw call.finish(err);
     }
   };
 }
 
-/** Re-enter the call's context on every step of a response stream, and close the span at its end. */
-async function* observeStream<T>(
-  source: AsyncIterable<T>,
-  ctx: Context,
-  finish: (code: Code | 0, err?: unknown) => void,
-): AsyncIterable<T> {
+/** Re-enter the call's context on every step of a response stream, and finish at its end. */
+export async function* observeStream<T>(source: AsyncIterable<T>, call: ObservedCall): AsyncIterable<T> {
   const it = source[Symbol.asyncIterator]();
   try {
     for (;;) {
-      const step = await context.with(ctx, () => it.next());
+      const step = await context.with(call.ctx, () => it.next());
       if (step.done) break;
       yield step.value;
     }
-    finish(0);
+    call.finish();
   } catch (err) {
-    const mapped = toConnectError(err, trace.getSpan(ctx)?.spanContext().traceId ?? "unknown");
-    finish(mapped.code, err);
-    throw mapped;
+    throw call.finish(err) ?? err;
   } finally {
     // The client went away mid-stream: the call ends as CANCELLED.
-    finish(Code.Canceled);
+    call.finish(new ConnectError("client cancelled the stream", Code.Canceled));
     await it.return?.();
   }
 }

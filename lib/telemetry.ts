@@ -97,12 +97,12 @@ interface HeaderLike {
 }
 
 const headerGetter = {
-  keys: (carrier: HeaderLike) => {
+  keys: (carrier: Pick<HeaderLike, "get">) => {
     const keys: string[] = [];
     for (const k of ["traceparent", "tracestate"]) if (carrier.get(k)) keys.push(k);
     return keys;
   },
-  get: (carrier: HeaderLike, key: string) => carrier.get(key) ?? undefined,
+  get: (carrier: Pick<HeaderLike, "get">, key: string) => carrier.get(key) ?? undefined,
 };
 
 const headerSetter = {
@@ -115,7 +115,7 @@ export function injectTraceContext(carrier: HeaderLike, ctx: Context = context.a
 }
 
 /** Read a remote parent from a header carrier into a context. */
-export function extractTraceContext(carrier: HeaderLike, base: Context = context.active()): Context {
+export function extractTraceContext(carrier: Pick<HeaderLike, "get">, base: Context = context.active()): Context {
   return propagation.extract(base, carrier, headerGetter);
 }
 

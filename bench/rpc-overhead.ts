@@ -1,25 +1,24 @@
-// The mesh runtime's own cost per call: grpc.health.v1 Check answered in-process (the
-// limit), over gRPC h2c (connect-node client and @grpc/grpc-js client) and over Connect JSON
-// on HTTP/1.1, at concurrency 1 and 16. Prints a table and ratios against in-process,
-// measured in the same run; writes bench/results-rpc.json. Not a test: nothing is asserted.
+// The mesh runtime's own cost per call: grpc.health.v1 Check through the mesh server (grpc-js
+// h2c with the observer: span, deadline, metrics) called by the mesh client (lib/clients.ts),
+// and over Connect JSON on HTTP/1.1, against the protocol floor measured in the same run — a
+// bare node:http2 client and server exchanging the same gRPC frames with no library at all.
+// Concurrency 1 and 16; client and server share one process (and its event loop), so these
+// are upper bounds of what two processes see. Prints a table with ratios to the floor and
+// writes bench/results-rpc.json. Not a test: nothing is asserted.
 //
 //   npm run bench:rpc            (MLMESH_BENCH_SECONDS=3 by default per cell)
 
 import fs from "node:fs";
 import http from "node:http";
+import http2 from "node:http2";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
-import {
-  Health,
-  HealthCheckRequestSchema,
-  HealthCheckResponseSchema,
-} from "../gen/grpc/health/v1/health_pb.js";
-import { createServiceClient } from "../lib/clients.js";
+import { Health, HealthCheckRequestSchema } from "../gen/grpc/health/v1/health_pb.js";
+import { closeAllClients, createServiceClient } from "../lib/clients.js";
 import { createHealthService, HealthState, ServingStatus } from "../lib/health.js";
 import { createLogger } from "../lib/logger.js";
 import { startServer } from "../lib/server.js";
-import { grpcJsClient } from "../test/support/grpc-js-client.js";
 
 const SECONDS = Number(process.env.MLMESH_BENCH_SECONDS ?? "3");
 
@@ -80,8 +79,27 @@ async function main() {
   state.set("", ServingStatus.SERVING);
   const inProcess = createHealthService(state);
   const request = create(HealthCheckRequestSchema, { service: "" });
-  const connect = createServiceClient(Health, server.grpcUrl);
-  const grpcJs = grpcJsClient(Health, server.grpcUrl);
+  const mesh = createServiceClient(Health, server.grpcUrl);
+  // The floor: the same request and response frames over bare node:http2.
+  const floorServer = http2.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "application/grpc" });
+      res.addTrailers({ "grpc-status": "0" });
+      res.end(Buffer.from([0, 0, 0, 0, 2, 8, 1]));
+    });
+  });
+  await new Promise<void>((r) => floorServer.listen(0, "127.0.0.1", r));
+  const floorSession = http2.connect(`http://127.0.0.1:${(floorServer.address() as import("node:net").AddressInfo).port}`);
+  const emptyFrame = Buffer.from([0, 0, 0, 0, 0]);
+  const floorCall = () =>
+    new Promise<void>((resolve, reject) => {
+      const s = floorSession.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers" });
+      s.on("data", () => undefined);
+      s.on("end", resolve);
+      s.on("error", reject);
+      s.end(emptyFrame);
+    });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const body = "{}";
   const jsonCall = () =>
@@ -100,24 +118,26 @@ async function main() {
 
   const cells: Cell[] = [];
   for (const concurrency of [1, 16]) {
-    cells.push(await measure("in-process handler", concurrency, async () => inProcess.check(request, undefined as never)));
-    cells.push(await measure("gRPC h2c, connect-node client", concurrency, () => connect.check(request)));
-    cells.push(await measure("gRPC h2c, @grpc/grpc-js client", concurrency, () => grpcJs.unary("Check", HealthCheckRequestSchema, HealthCheckResponseSchema, {})));
-    cells.push(await measure("Connect JSON, HTTP/1.1", concurrency, jsonCall));
+    cells.push(await measure("floor: bare node:http2", concurrency, floorCall));
+    cells.push(await measure("mesh gRPC (grpc-js server + mesh client)", concurrency, () => mesh.check(request)));
+    cells.push(await measure("mesh Connect JSON, HTTP/1.1", concurrency, jsonCall));
+    cells.push(await measure("handler alone, in-process", concurrency, async () => inProcess.check(request, undefined as never)));
   }
-  grpcJs.close();
+  floorSession.close();
+  floorServer.close();
+  closeAllClients();
   agent.destroy();
   await server.shutdown();
 
   const rows = cells.map((c) => {
-    const base = cells.find((b) => b.concurrency === c.concurrency && b.transport === "in-process handler")!;
+    const base = cells.find((b) => b.concurrency === c.concurrency && b.transport.startsWith("floor"))!;
     return {
       ...c,
       rps: Math.round(c.rps),
       p50_us: Math.round(c.p50_us * 10) / 10,
       p99_us: Math.round(c.p99_us * 10) / 10,
-      overhead_p50_us: Math.round((c.p50_us - base.p50_us) * 10) / 10,
-      rps_vs_in_process: Math.round((c.rps / base.rps) * 1000) / 1000,
+      p50_over_floor_us: Math.round((c.p50_us - base.p50_us) * 10) / 10,
+      rps_vs_floor: Math.round((c.rps / base.rps) * 100) / 100,
     };
   });
   console.table(rows);

@@ -1,63 +1,71 @@
-// Typed clients for calling mlmesh services (and any gRPC service) from inside the mesh.
-// Every call carries what is left of the caller's deadline (or a default), and a CLIENT span
-// whose context travels in the `traceparent` header, so the callee's SERVER span is its child.
+// Typed clients for calling mlmesh services (and any gRPC service) from inside the mesh, on
+// @grpc/grpc-js channels (one per address, shared by every service client at that address).
+// Every call carries what is left of the caller's deadline (or a default) and a CLIENT span
+// whose context travels in the `traceparent` metadata, so the callee's SERVER span is its
+// child. Errors surface as ConnectError with the gRPC code, as on the server side.
 
-import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import { codeName } from "./errors.js";
-import { getTracer, injectTraceContext, remainingMs } from "./telemetry.js";
+import { ensureContextManager, getTracer, injectTraceContext, remainingMs } from "./telemetry.js";
 
 export interface ClientOptions {
   /** Deadline for calls made outside any request (CLI, background jobs). Default 30 s. */
   readonly defaultTimeoutMs?: number;
   readonly maxMessageBytes?: number;
-  /** Extra interceptors (auth headers, ...), run after tracing. */
-  readonly interceptors?: readonly Interceptor[];
+  /** Metadata added to every call (auth tokens, ...). */
+  readonly metadata?: Readonly<Record<string, string>>;
 }
 
-/** CLIENT span per call, following the OTel RPC conventions, with the context injected. */
-export function createClientTracingInterceptor(): Interceptor {
-  const tracer = getTracer("mlmesh.rpc");
-  return (next) => async (req) => {
-    const service = req.service.typeName;
-    const method = req.method.name;
-    const span = tracer.startSpan(`${service}/${method}`, {
-      kind: SpanKind.CLIENT,
-      attributes: { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method },
+export interface CallOptions {
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+const channels = new Map<string, grpc.Client>();
+
+function channelFor(baseUrl: string, maxMessageBytes: number | undefined): grpc.Client {
+  const target = baseUrl.replace(/^https?:\/\//, "").replace(/\/+$/, "");
+  let ch = channels.get(target);
+  if (!ch) {
+    ch = new grpc.Client(target, grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": maxMessageBytes ?? 16 * 1024 * 1024,
+      "grpc.max_send_message_length": maxMessageBytes ?? 16 * 1024 * 1024,
+      "grpc.keepalive_time_ms": 10_000,
+      "grpc.keepalive_timeout_ms": 5_000,
+      "grpc.keepalive_permit_without_calls": 1,
+      // Reconnect fast after a peer restarts: the mesh's services come and go.
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 2_000,
     });
-    const ctx = trace.setSpan(context.active(), span);
-    injectTraceContext(req.header, ctx);
-    const end = (code: Code | 0) => {
-      span.setAttribute("rpc.grpc.status_code", code);
-      if (code !== 0) span.setStatus({ code: SpanStatusCode.ERROR, message: codeName(code) });
-      span.end();
-    };
-    try {
-      const res = await next(req);
-      if (!res.stream) end(0);
-      else {
-        const source = res.message;
-        return {
-          ...res,
-          message: (async function* () {
-            try {
-              yield* source;
-              end(0);
-            } catch (err) {
-              end(ConnectError.from(err).code);
-              throw err;
-            }
-          })(),
-        };
-      }
-      return res;
-    } catch (err) {
-      end(ConnectError.from(err).code);
-      throw err;
-    }
-  };
+    channels.set(target, ch);
+  }
+  return ch;
+}
+
+/** Close every channel (process shutdown, tests). */
+export function closeAllClients(): void {
+  for (const ch of channels.values()) ch.close();
+  channels.clear();
+}
+
+function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  const e = err as Partial<grpc.ServiceError>;
+  if (typeof e?.code === "number") return new ConnectError(e.details ?? e.message ?? "", e.code as number as Code);
+  return ConnectError.from(err);
+}
+
+function serializer(schema: DescMessage) {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  return (value: any) => Buffer.from(toBinary(schema, isMessage(value, schema) ? value : create(schema, value)));
+}
+
+function deserializer(schema: DescMessage) {
+  return (bytes: Buffer) => fromBinary(schema, bytes);
 }
 
 /**
@@ -66,37 +74,141 @@ export function createClientTracingInterceptor(): Interceptor {
  * passed fails with DEADLINE_EXCEEDED without touching the network.
  */
 export function createServiceClient<T extends DescService>(service: T, baseUrl: string, opts: ClientOptions = {}): Client<T> {
-  const transport = createGrpcTransport({
-    baseUrl,
-    interceptors: [createClientTracingInterceptor(), ...(opts.interceptors ?? [])],
-    readMaxBytes: opts.maxMessageBytes,
-    writeMaxBytes: opts.maxMessageBytes,
-    pingIntervalMs: 10_000,
-  });
-  const client = createClient(service, transport);
+  ensureContextManager();
+  const channel = channelFor(baseUrl, opts.maxMessageBytes);
+  const tracer = getTracer("mlmesh.rpc");
   const fallback = opts.defaultTimeoutMs ?? 30_000;
-  // Wrap each method once (not per call) to fill in the deadline.
-  const wrapped: Record<string, unknown> = {};
+  const out: Record<string, unknown> = {};
+
   for (const method of service.methods) {
-    const call = (client as Record<string, (req: unknown, o?: { timeoutMs?: number }) => unknown>)[method.localName]!;
-    wrapped[method.localName] = (req: unknown, callOpts: { timeoutMs?: number; signal?: AbortSignal } = {}) => {
+    const path = `/${service.typeName}/${method.name}`;
+    const serialize = serializer(method.input);
+    const deserialize = deserializer(method.output);
+
+    // Shared set-up of one call: deadline, span, metadata. Throws DEADLINE_EXCEEDED early.
+    const begin = (callOpts: CallOptions = {}) => {
       const left = remainingMs();
       let timeoutMs = callOpts.timeoutMs ?? left ?? fallback;
       if (left !== undefined) timeoutMs = Math.min(timeoutMs, left);
-      if (timeoutMs <= 0) {
-        const err = new ConnectError(
-          `deadline exceeded before calling ${service.typeName}/${method.name}`,
-          Code.DeadlineExceeded,
-        );
-        if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
-          return (async function* () {
-            throw err;
-          })();
-        }
-        return Promise.reject(err);
-      }
-      return call.call(client, req, { ...callOpts, timeoutMs });
+      if (timeoutMs <= 0) throw new ConnectError(`deadline exceeded before calling ${service.typeName}/${method.name}`, Code.DeadlineExceeded);
+      const span = tracer.startSpan(path.slice(1), {
+        kind: SpanKind.CLIENT,
+        attributes: { "rpc.system": "grpc", "rpc.service": service.typeName, "rpc.method": method.name },
+      });
+      const md = new grpc.Metadata();
+      for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
+      for (const [k, v] of Object.entries(callOpts.headers ?? {})) md.set(k, v);
+      injectTraceContext({ get: (k) => md.get(k)[0] as string | undefined, set: (k, v) => md.set(k, v) }, trace.setSpan(context.active(), span));
+      return { span, md, options: { deadline: Date.now() + timeoutMs } as grpc.CallOptions };
     };
+    const end = (span: Span, err?: unknown): ConnectError | undefined => {
+      const ce = err === undefined ? undefined : toConnectError(err);
+      const code = ce?.code ?? 0;
+      span.setAttribute("rpc.grpc.status_code", code);
+      if (code !== 0) span.setStatus({ code: SpanStatusCode.ERROR, message: codeName(code) });
+      span.end();
+      return ce;
+    };
+    const onAbort = (signal: AbortSignal | undefined, call: { cancel(): void }) => {
+      if (signal) signal.addEventListener("abort", () => call.cancel(), { once: true });
+    };
+
+    out[method.localName] = callFor(method, {
+      unary: (req: unknown, callOpts?: CallOptions) =>
+        new Promise((resolve, reject) => {
+          let b;
+          try {
+            b = begin(callOpts);
+          } catch (err) {
+            return reject(err);
+          }
+          const { span, md, options } = b;
+          const call = channel.makeUnaryRequest(path, serialize, deserialize, req, md, options, (err, res) => {
+            const ce = end(span, err ?? undefined);
+            if (ce) reject(ce);
+            else resolve(res);
+          });
+          onAbort(callOpts?.signal, call);
+        }),
+      serverStream: (req: unknown, callOpts?: CallOptions) =>
+        (async function* () {
+          const { span, md, options } = begin(callOpts);
+          const call = channel.makeServerStreamRequest(path, serialize, deserialize, req, md, options);
+          onAbort(callOpts?.signal, call);
+          try {
+            for await (const msg of call) yield msg;
+            end(span);
+          } catch (err) {
+            throw end(span, err);
+          }
+        })(),
+      clientStream: (reqs: AsyncIterable<unknown>, callOpts?: CallOptions) =>
+        new Promise((resolve, reject) => {
+          let b;
+          try {
+            b = begin(callOpts);
+          } catch (err) {
+            return reject(err);
+          }
+          const { span, md, options } = b;
+          const call = channel.makeClientStreamRequest(path, serialize, deserialize, md, options, (err, res) => {
+            const ce = end(span, err ?? undefined);
+            if (ce) reject(ce);
+            else resolve(res);
+          });
+          onAbort(callOpts?.signal, call);
+          void (async () => {
+            try {
+              for await (const r of reqs) {
+                if (!call.write(r)) await new Promise((ok) => call.once("drain", ok));
+              }
+              call.end();
+            } catch (err) {
+              call.cancel();
+              reject(toConnectError(err));
+            }
+          })();
+        }),
+      bidiStream: (reqs: AsyncIterable<unknown>, callOpts?: CallOptions) =>
+        (async function* () {
+          const { span, md, options } = begin(callOpts);
+          const call = channel.makeBidiStreamRequest(path, serialize, deserialize, md, options);
+          onAbort(callOpts?.signal, call);
+          void (async () => {
+            for await (const r of reqs) {
+              if (!call.write(r)) await new Promise((ok) => call.once("drain", ok));
+            }
+            call.end();
+          })().catch(() => call.cancel());
+          try {
+            for await (const msg of call) yield msg;
+            end(span);
+          } catch (err) {
+            throw end(span, err);
+          }
+        })(),
+    });
   }
-  return wrapped as Client<T>;
+  return out as Client<T>;
+}
+
+function callFor(
+  method: DescMethod,
+  kinds: {
+    unary: (req: unknown, o?: CallOptions) => unknown;
+    serverStream: (req: unknown, o?: CallOptions) => unknown;
+    clientStream: (reqs: AsyncIterable<unknown>, o?: CallOptions) => unknown;
+    bidiStream: (reqs: AsyncIterable<unknown>, o?: CallOptions) => unknown;
+  },
+) {
+  switch (method.methodKind) {
+    case "unary":
+      return kinds.unary;
+    case "server_streaming":
+      return kinds.serverStream;
+    case "client_streaming":
+      return kinds.clientStream;
+    case "bidi_streaming":
+      return kinds.bidiStream;
+  }
 }

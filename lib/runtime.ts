@@ -2,6 +2,7 @@
 // once by the CLI (`mlmesh up` shares one runtime among five services; `mlmesh serve` builds
 // one for one service) and passed to each service's start function.
 
+import { closeAllClients } from "./clients.js";
 import type { Config, ServiceName } from "./config.js";
 import { openEventBus, type EventBus } from "./events.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -33,6 +34,7 @@ export async function createRuntime(config: Config, opts: { mode: "all-in-one" |
     mode: opts.mode,
     close: async () => {
       await bus.close(config.shutdownGraceMs);
+      closeAllClients();
       await stopTelemetry();
     },
   };

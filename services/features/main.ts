@@ -1,16 +1,108 @@
-// Starts the feature service. Its stores and RPCs land with issue #5; until then every
-// FeatureService method answers UNIMPLEMENTED, and health, metrics and readiness are live.
+// Builds the feature service's real dependencies (SQLite definitions and offline store,
+// the SQLite or Redis online store, outbox relay, metrics) and starts it.
 
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { FeatureService } from "../../gen/mlmesh/features/v1/features_service_pb.js";
+import { openSqlite } from "../../lib/db.js";
+import { createRpcMetrics } from "../../lib/metrics.js";
+import { Outbox } from "../../lib/outbox.js";
 import type { Runtime, ServiceHandle } from "../../lib/runtime.js";
+import { serviceRegistration } from "../../lib/server.js";
 import { hostService } from "../../lib/service-host.js";
 import { STREAMS } from "../../lib/streams.js";
+import { FeatureWriter } from "./ingest.js";
+import { createFeatureMetrics } from "./metrics.js";
+import { OfflineStore } from "./offline-store.js";
+import { SqliteOnlineStore, type OnlineStore } from "./online-store.js";
+import { HistoricalReader, OnlineReader, ReadPlanner } from "./reads.js";
+import { RedisOnlineStore } from "./redis-online-store.js";
+import * as schema from "./schema.js";
+import { createFeatureService } from "./service.js";
+import { DefinitionStore } from "./store.js";
+import { TransformRegistry, type TransformSpec } from "./transforms.js";
 
-export async function startFeatures(rt: Runtime): Promise<ServiceHandle> {
+const MIGRATIONS = path.join(path.dirname(fileURLToPath(import.meta.url)), "migrations");
+
+/** Feature-service settings; the CLI fills them from MLMESH_FEATURES_* / MLMESH_REDIS_URL. */
+export interface FeaturesOptions {
+  /** MLMESH_FEATURES_ONLINE_STORE: "sqlite" (default) or "redis". */
+  readonly onlineStore?: "sqlite" | "redis";
+  /** MLMESH_REDIS_URL: required when onlineStore is "redis". */
+  readonly redisUrl?: string;
+  /** MLMESH_FEATURES_REDIS_PREFIX: key prefix in Redis (default "mlmesh:features:"). */
+  readonly redisKeyPrefix?: string;
+  /** MLMESH_FEATURES_MAX_FUTURE_SKEW_MS: how far in the future an event time may be (default 5 min). */
+  readonly maxFutureSkewMs?: number;
+  /** MLMESH_FEATURES_MAX_ROWS_PER_WRITE (default 100000). */
+  readonly maxRowsPerWrite?: number;
+  /** MLMESH_FEATURES_MAX_ENTITIES_PER_READ (default 10000). */
+  readonly maxEntitiesPerRead?: number;
+  /** MLMESH_FEATURES_MAX_HISTORICAL_ROWS (default 1000000). */
+  readonly maxHistoricalRows?: number;
+  /** User-defined on-demand transforms, registered next to the built-ins. */
+  readonly transforms?: readonly TransformSpec[];
+  /** Time source (tests pass a fixed clock). */
+  readonly clock?: () => number;
+}
+
+export async function startFeatures(rt: Runtime, options: FeaturesOptions = {}): Promise<ServiceHandle> {
+  const logger = rt.logger.child({ component: "features" });
+  const clock = options.clock ?? Date.now;
   await rt.bus.ensureStream(STREAMS.features);
-  return hostService(rt, {
-    name: "features",
-    logger: rt.logger.child({ component: "features" }),
-    services: [{ service: FeatureService, impl: {}, pendingNote: "lands with issue #5" }],
-  });
+  let online: OnlineStore | undefined;
+  const handle = openSqlite({ dataDir: rt.config.dataDir, file: "features.db", schema, migrationsFolder: MIGRATIONS });
+  try {
+    if (options.onlineStore === "redis") {
+      if (!options.redisUrl) throw new Error("the Redis online store needs MLMESH_REDIS_URL");
+      online = await RedisOnlineStore.connect(options.redisUrl, options.redisKeyPrefix ?? "mlmesh:features:");
+    } else {
+      online = new SqliteOnlineStore(handle.sqlite);
+    }
+    logger.info({ online_store: online.kind }, "features: online store ready");
+    const rpcMetrics = createRpcMetrics();
+    const metrics = createFeatureMetrics(rpcMetrics.registry, clock);
+    const outbox = new Outbox(handle.sqlite, rt.bus, logger, "features");
+    const transforms = new TransformRegistry(options.transforms);
+    const offline = new OfflineStore(handle.sqlite);
+    const defs = new DefinitionStore(handle.sqlite, outbox, transforms, offline, online, clock);
+    for (const name of defs.viewNames()) {
+      const newest = offline.newestEventTime(name);
+      if (newest !== undefined) metrics.noteWrite(name, newest);
+    }
+    const writer = new FeatureWriter(handle.sqlite, defs, offline, online, defs.audit, metrics, {
+      maxFutureSkewMs: options.maxFutureSkewMs ?? 5 * 60_000,
+      maxRowsPerWrite: options.maxRowsPerWrite ?? 100_000,
+    }, clock);
+    const limits = { maxEntitiesPerRead: options.maxEntitiesPerRead ?? 10_000, maxHistoricalRows: options.maxHistoricalRows ?? 1_000_000 };
+    const impl = createFeatureService({
+      defs,
+      transforms,
+      writer,
+      planner: new ReadPlanner(defs, transforms),
+      onlineReader: new OnlineReader(online, metrics, limits),
+      historicalReader: new HistoricalReader(offline, metrics, limits),
+      offline,
+      online,
+      metrics,
+      clock,
+    });
+    outbox.start();
+    const store = online;
+    return await hostService(rt, {
+      name: "features",
+      logger,
+      metrics: rpcMetrics,
+      services: [serviceRegistration(FeatureService, impl, "IngestFeatures and Materialize land later in issue #5")],
+      close: async () => {
+        await outbox.stop();
+        await store.close();
+        handle.close();
+      },
+    });
+  } catch (err) {
+    await online?.close();
+    handle.close();
+    throw err;
+  }
 }

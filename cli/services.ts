@@ -6,7 +6,11 @@ import type { Runtime, ServiceHandle } from "../lib/runtime.js";
 
 export const SERVICE_STARTERS: Readonly<Record<ServiceName, (rt: Runtime) => Promise<ServiceHandle>>> = {
   registry: async (rt) => (await import("../services/registry/main.js")).startRegistry(rt),
-  features: async (rt) => (await import("../services/features/main.js")).startFeatures(rt),
+  features: async (rt) =>
+    (await import("../services/features/main.js")).startFeatures(rt, {
+      onlineStore: rt.config.features.onlineStore,
+      redisUrl: rt.config.features.redisUrl,
+    }),
   inference: async (rt) => (await import("../services/inference/main.js")).startInference(rt),
   router: async (rt) => (await import("../services/router/main.js")).startRouter(rt),
   experiments: async (rt) => (await import("../services/experiments/main.js")).startExperiments(rt),

@@ -11,8 +11,6 @@ import {
   ListModelsRequestSchema,
   ListModelsResponseSchema,
   RegistryService,
-  ResolveModelRefRequestSchema,
-  ResolveModelRefResponseSchema,
 } from "../../gen/mlmesh/registry/v1/registry_service_pb.js";
 import { grpcJsClient, type GrpcJsClient } from "../support/grpc-js-client.js";
 import { isolatedEnv, startMlmesh, type MlmeshProcess } from "../support/mlmesh-process.js";
@@ -117,13 +115,6 @@ describe("gRPC and Connect JSON serve the same RPCs", () => {
     assert.equal(typo.status, 400, "unknown JSON fields are rejected, not ignored");
     const garbage = await connectJson(http, "ListModels", "{not json");
     assert.equal(garbage.status, 400);
-  });
-
-  it("an RPC whose behaviour lands later answers UNIMPLEMENTED, saying so", async () => {
-    await assert.rejects(
-      client.unary("ResolveModelRef", ResolveModelRefRequestSchema, ResolveModelRefResponseSchema, { modelRef: "churn@production" }),
-      (e: grpc.ServiceError) => e.code === grpc.status.UNIMPLEMENTED && /ResolveModelRef is not implemented yet \(lands with issue #3\)/.test(e.details),
-    );
   });
 
   it("carries the caller's deadline: an expired one is DEADLINE_EXCEEDED, not a hang", async () => {

@@ -1,0 +1,71 @@
+// Feature service persistence (drizzle, SQLite): definitions, the offline store (every
+// row), the SQLite online store (latest row per entity), write idempotency, audit, outbox.
+// Migrations in ./migrations are generated from this file and applied at start.
+
+import { index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
+
+export { auditTable } from "../../lib/audit.js";
+export { outboxTable } from "../../lib/outbox.js";
+
+/** Every version of every view; the latest is the highest version of a name. */
+export const featureViews = sqliteTable(
+  "feature_views",
+  {
+    name: text("name").notNull(),
+    version: integer("version").notNull(),
+    /** The ViewDef as JSON. */
+    defJson: text("def_json").notNull(),
+    createTime: integer("create_time").notNull(),
+    updateTime: integer("update_time").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.name, t.version] })],
+);
+
+export const featureSets = sqliteTable("feature_sets", {
+  name: text("name").primaryKey(),
+  version: integer("version").notNull(),
+  /** The FeatureSetDef as JSON. */
+  defJson: text("def_json").notNull(),
+  createTime: integer("create_time").notNull(),
+  updateTime: integer("update_time").notNull(),
+});
+
+/** The offline store: every row ever written, in write order (seq breaks event-time ties). */
+export const offlineRows = sqliteTable(
+  "offline_rows",
+  {
+    seq: integer("seq").primaryKey({ autoIncrement: true }),
+    view: text("view").notNull(),
+    entityKey: text("entity_key").notNull(),
+    /** Event time, epoch ms. */
+    eventTime: integer("event_time").notNull(),
+    /** Wall clock of the write, epoch ms. */
+    writeTime: integer("write_time").notNull(),
+    /** JSON array positional to the view's stored features. */
+    valuesJson: text("values_json").notNull(),
+  },
+  (t) => [
+    index("offline_rows_entity_idx").on(t.view, t.entityKey, t.eventTime, t.seq),
+    index("offline_rows_time_idx").on(t.view, t.eventTime),
+  ],
+);
+
+/** The SQLite online store: the row with the newest event time per entity. */
+export const onlineRows = sqliteTable(
+  "online_rows",
+  {
+    view: text("view").notNull(),
+    entityKey: text("entity_key").notNull(),
+    eventTime: integer("event_time").notNull(),
+    writeTime: integer("write_time").notNull(),
+    valuesJson: text("values_json").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.view, t.entityKey] })],
+);
+
+/** WriteFeatures/IngestFeatures request ids seen in the last 24 h, with their answers. */
+export const writeRequests = sqliteTable("write_requests", {
+  requestId: text("request_id").primaryKey(),
+  responseJson: text("response_json").notNull(),
+  time: integer("time").notNull(),
+});

@@ -110,6 +110,10 @@ function formatValue(v: Value | undefined): string {
 
 export async function runFeatures(config: Config, argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
+  if (sub === "help" || sub === "--help" || sub === "-h") {
+    process.stdout.write(`${USAGE}\n`);
+    return EXIT.OK;
+  }
   let parsed;
   try {
     parsed = parseArgs({

@@ -10,6 +10,7 @@ import { Code, ConnectError, createContextValues, type ContextValues, type Handl
 import { context } from "@opentelemetry/api";
 import { observeStream, type CallObserver, type ObservedCall } from "./rpc-observe.js";
 import { ValidationError } from "./errors.js";
+import { isPreEncoded } from "./pre-encoded.js";
 
 /** A registered service: its descriptor and the (complete) handler map. */
 export interface GrpcServiceBinding {
@@ -78,6 +79,7 @@ function decode(schema: DescMessage, bytes: Buffer) {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 function encode(schema: DescMessage, value: any): Buffer {
+  if (isPreEncoded(value)) return Buffer.from(value.bytes.buffer, value.bytes.byteOffset, value.bytes.byteLength);
   const message = isMessage(value, schema) ? value : create(schema, value);
   return Buffer.from(toBinary(schema, message));
 }

@@ -6,7 +6,8 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, type TimestampSchema } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { FeatureValueSchema } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
-import type { FeatureService } from "../../gen/mlmesh/features/v1/features_service_pb.js";
+import type { FeatureService, GetOnlineFeaturesResponse } from "../../gen/mlmesh/features/v1/features_service_pb.js";
+import { acceptsPreEncoded, answerPreEncoded } from "../../lib/pre-encoded.js";
 import { ValidationError } from "../../lib/errors.js";
 import { decodePageToken, encodePageToken, pageSize } from "../../lib/paging.js";
 import { principalOf } from "../../lib/principal.js";
@@ -28,6 +29,7 @@ import {
   viewToProto,
 } from "./mapping.js";
 import type { FeatureMetrics } from "./metrics.js";
+import { encodeOnlineFeaturesResponse } from "./online-encoding.js";
 import { validateName, validateText } from "./names.js";
 import type { OfflineStore } from "./offline-store.js";
 import type { OnlineStore } from "./online-store.js";
@@ -176,7 +178,7 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
       return { rowsWritten: BigInt(result.rowsWritten), onlineRowsUpdated: BigInt(result.onlineRowsUpdated) };
     },
 
-    async getOnlineFeatures(req) {
+    async getOnlineFeatures(req, ctx) {
       const plan = planner.plan(req.refs, req.featureSet);
       if (req.entityRequestData.length !== 0 && req.entityRequestData.length !== req.entities.length) {
         throw new ValidationError("entity_request_data", `must be empty or have one entry per entity (${req.entities.length}), got ${req.entityRequestData.length}`);
@@ -187,6 +189,9 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
       }));
       const now = clock();
       const rows = await onlineReader.read(plan, entities, requestDataFromProto(req.requestData), now);
+      if (acceptsPreEncoded(ctx)) {
+        return answerPreEncoded<GetOnlineFeaturesResponse>(encodeOnlineFeaturesResponse(plan.refs, rows, plan.types, now));
+      }
       return { refs: [...plan.refs], rows: rows.map((values) => ({ values: valuesToProto(values, plan) })), readTime: timestampFromMs(now) };
     },
 

@@ -1,0 +1,34 @@
+// A handler on a hot path may answer with protobuf bytes it encoded itself (a hand-written
+// encoder for one large response), skipping protobuf-es's reflective create + toBinary.
+// Only the gRPC port passes bytes through; Connect JSON needs a message, so a handler asks
+// `acceptsPreEncoded(ctx)` first and otherwise answers the normal way.
+
+import type { HandlerContext } from "@connectrpc/connect";
+
+const PRE_ENCODED = Symbol.for("mlmesh.preEncoded");
+
+export interface PreEncoded {
+  readonly [PRE_ENCODED]: true;
+  readonly bytes: Uint8Array;
+}
+
+export function preEncoded(bytes: Uint8Array): PreEncoded {
+  return { [PRE_ENCODED]: true, bytes };
+}
+
+export function isPreEncoded(value: unknown): value is PreEncoded {
+  return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[PRE_ENCODED] === true;
+}
+
+/** True when the call arrived over gRPC (grpc-js), where pre-encoded bytes are sent as they are. */
+export function acceptsPreEncoded(ctx: HandlerContext): boolean {
+  return ctx.protocolName === "grpc";
+}
+
+/**
+ * The pre-encoded bytes typed as the handler's response, for handlers whose signature wants
+ * a message. Only valid when `acceptsPreEncoded(ctx)` was true.
+ */
+export function answerPreEncoded<T>(bytes: Uint8Array): T {
+  return preEncoded(bytes) as unknown as T;
+}

@@ -16,6 +16,7 @@ Usage:
   mlmesh serve <service> [--json]    run one service: registry, features, inference, router, experiments
   mlmesh health [service] [--json]   ask grpc.health.v1 of one service (default: all five)
   mlmesh config [--json]             print the resolved configuration
+  mlmesh models push|list|show|promote|alias|policy|audit ...   the model registry (\`mlmesh models help\`)
   mlmesh features apply|list|get ...  feature views and online values (see \`mlmesh features help\`)
   mlmesh drift --reference REF.csv --current CUR.csv [--bins N] [--psi-threshold X] [--alpha A] [--json]
                                      per-column drift between two CSV files, offline (exit 1 on drift)
@@ -53,6 +54,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return runConfig(loadConfig(process.env), flags(rest, {}).json);
       case "drift":
         return await (await import("./drift-command.js")).runDrift(rest);
+      case "models":
+        return await (await import("./models-command.js")).runModels(loadConfig(process.env), [...rest]);
       case "features":
         return await (await import("./features-command.js")).runFeatures(loadConfig(process.env), rest);
       default:

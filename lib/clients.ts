@@ -6,6 +6,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import { codeName } from "./errors.js";
@@ -55,8 +56,41 @@ export function closeAllClients(): void {
 function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   const e = err as Partial<grpc.ServiceError>;
-  if (typeof e?.code === "number") return new ConnectError(e.details ?? e.message ?? "", e.code as number as Code);
+  if (typeof e?.code === "number") {
+    const ce = new ConnectError(e.details ?? e.message ?? "", e.code as number as Code);
+    const bin = e.metadata?.get("grpc-status-details-bin")[0];
+    if (bin instanceof Buffer) ce.details.push(...decodeStatusDetails(bin));
+    return ce;
+  }
   return ConnectError.from(err);
+}
+
+/** The `details` (google.protobuf.Any) of a serialized google.rpc.Status, as connect's incoming details. */
+function decodeStatusDetails(bytes: Uint8Array): Array<{ type: string; value: Uint8Array }> {
+  const out: Array<{ type: string; value: Uint8Array }> = [];
+  try {
+    const r = new BinaryReader(bytes);
+    while (r.pos < r.len) {
+      const [field, wire] = r.tag();
+      if (field !== 3) {
+        r.skip(wire);
+        continue;
+      }
+      const any = new BinaryReader(r.bytes());
+      let type = "";
+      let value: Uint8Array = new Uint8Array();
+      while (any.pos < any.len) {
+        const [f, w] = any.tag();
+        if (f === 1) type = any.string().replace(/^.*\//, "");
+        else if (f === 2) value = any.bytes();
+        else any.skip(w);
+      }
+      out.push({ type, value });
+    }
+  } catch {
+    // Malformed details never hide the status itself.
+  }
+  return out;
 }
 
 function serializer(schema: DescMessage) {

@@ -70,6 +70,21 @@ export class UnavailableError extends DomainError {
   readonly code = Code.Unavailable;
 }
 
+/** ABORTED: a compare-and-set expectation no longer holds; re-read and retry. */
+export class AbortedError extends DomainError {
+  readonly code = Code.Aborted;
+}
+
+/** DATA_LOSS: stored bytes no longer match their digest. */
+export class DataLossError extends DomainError {
+  readonly code = Code.DataLoss;
+}
+
+/** OUT_OF_RANGE: e.g. an offset past the end of a file. */
+export class OutOfRangeError extends DomainError {
+  readonly code = Code.OutOfRange;
+}
+
 export class ResourceExhaustedError extends DomainError {
   readonly code = Code.ResourceExhausted;
 }

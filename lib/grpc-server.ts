@@ -6,6 +6,7 @@
 import { once } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
 import { context } from "@opentelemetry/api";
 import { observeStream, type CallObserver, type ObservedCall } from "./rpc-observe.js";
@@ -84,8 +85,31 @@ function encode(schema: DescMessage, value: any): Buffer {
   return Buffer.from(toBinary(schema, message));
 }
 
+/**
+ * The grpc-js status for an error. Structured details (e.g. PromotionRejected) travel as
+ * `grpc-status-details-bin`, a serialized google.rpc.Status, as gRPC's richer error model
+ * specifies, so grpcio's rpc_status and connect clients can read them.
+ */
 function toStatus(err: ConnectError): Partial<grpc.StatusObject> {
-  return { code: err.code as number as grpc.status, details: err.rawMessage };
+  const status: Partial<grpc.StatusObject> = { code: err.code as number as grpc.status, details: err.rawMessage };
+  if (err.details.length > 0) {
+    const w = new BinaryWriter();
+    w.tag(1, WireType.Varint).int32(err.code);
+    w.tag(2, WireType.LengthDelimited).string(err.rawMessage);
+    for (const d of err.details) {
+      // Outgoing details are {desc, value}; details passed through from a callee are {type, value: bytes}.
+      const typeName = "desc" in d ? d.desc.typeName : d.type;
+      const bytes = "desc" in d ? toBinary(d.desc, create(d.desc, d.value)) : d.value;
+      w.tag(3, WireType.LengthDelimited).fork();
+      w.tag(1, WireType.LengthDelimited).string(`type.googleapis.com/${typeName}`);
+      w.tag(2, WireType.LengthDelimited).bytes(bytes);
+      w.join();
+    }
+    const md = new grpc.Metadata();
+    md.set("grpc-status-details-bin", Buffer.from(w.finish()));
+    status.metadata = md;
+  }
+  return status;
 }
 
 export function createGrpcJsServer(opts: {

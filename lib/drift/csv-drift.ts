@@ -189,6 +189,48 @@ export async function readCsvColumns(path: string, options: ReadCsvOptions = {})
   return { header, columns: new Map(header.map((h, i) => [h, columns[i]!])), rows };
 }
 
+/**
+ * Streams a CSV file with a header row record by record, calling `onRecord` with the fields
+ * and the record's 1-based line number; nothing but the current record is held in memory.
+ * Returns the header and the row count. Throws CsvFormatError naming file, line and column.
+ */
+export async function forEachCsvRecord(
+  path: string,
+  onRecord: (fields: readonly string[], line: number, header: readonly string[]) => void,
+  options: ReadCsvOptions = {},
+): Promise<{ header: string[]; rows: number }> {
+  const parser = new CsvRecordParser(path, options.delimiter ?? ",");
+  const input = createReadStream(path, { encoding: "utf8" });
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  let header: string[] | undefined;
+  let rows = 0;
+  let lineNumber = 0;
+  try {
+    for await (const raw of lines) {
+      lineNumber++;
+      const line = lineNumber === 1 && raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
+      if (line.length === 0 && !parser.pending) continue;
+      const record = parser.pushLine(line, lineNumber);
+      if (record === null) continue;
+      if (header === undefined) {
+        header = checkHeader(record, path, parser.recordLine);
+        continue;
+      }
+      if (record.length !== header.length) {
+        throw new CsvFormatError(path, parser.recordLine, undefined, `expected ${header.length} fields as in the header, got ${record.length}`);
+      }
+      onRecord(record, parser.recordLine, header);
+      rows++;
+    }
+    parser.finish();
+  } finally {
+    lines.close();
+    input.destroy();
+  }
+  if (header === undefined) throw new CsvFormatError(path, 1, undefined, "file is empty; expected a header row");
+  return { header, rows };
+}
+
 function checkHeader(record: string[], path: string, line: number): string[] {
   const seen = new Set<string>();
   record.forEach((name, i) => {

@@ -20,6 +20,7 @@ import {
 import type { ModelVersionSpecSchema, UploadModelVersionRequestSchema } from "../gen/mlmesh/registry/v1/registry_service_pb.js";
 import type { Config } from "../lib/config.js";
 import { codeName, ValidationError } from "../lib/errors.js";
+import { isMissing, parseDecimal, readCsvColumns } from "../lib/drift/csv-drift.js";
 import { createMeshClients } from "../lib/mesh-clients.js";
 import { parseRuleText } from "../services/registry/policy.js";
 import { EXIT, printError, printJson, printTable, UsageError } from "./output.js";
@@ -27,8 +28,9 @@ import { EXIT, printError, printJson, printTable, UsageError } from "./output.js
 export const MODELS_USAGE = `Usage:
   mlmesh models push FILE.onnx --name N [--metric k=v]... [--param k=v]... [--features view:f1,view:f2,...]
                      [--entity user_id] [--dataset URI@VERSION]... [--code-version SHA] [--card CARD.md]
-                     [--description TEXT] [--tag k=v]... [--reason TEXT] [--json]
+                     [--description TEXT] [--tag k=v]... [--reference SAMPLE.csv] [--reason TEXT] [--json]
   mlmesh models list [--json]
+  mlmesh models card N[@ref] [--json]          the model card as Markdown, lineage and metrics filled in
   mlmesh models show N[@ref] [--json]          ref: a version number, an alias, production, staging, latest
   mlmesh models promote N VERSION --to production|staging|archived|none [--override --reason TEXT] [--json]
   mlmesh models alias N ALIAS VERSION [--json]
@@ -101,6 +103,28 @@ export function parseCardMarkdown(md: string): NonNullable<MessageInitShape<type
   return card;
 }
 
+/**
+ * A reference sample from a CSV (one column per model input feature, plus the score column
+ * if present): numeric when every non-missing value is a number, categorical otherwise.
+ * The registry bins it with lib/drift, so push-time and live drift use the same edges.
+ */
+async function referenceSample(file: string) {
+  let csv;
+  try {
+    csv = await readCsvColumns(file);
+  } catch (err) {
+    if (err instanceof ValidationError) throw new UsageError(`--reference: ${err.message}`);
+    throw new UsageError(`--reference: cannot read ${file}`);
+  }
+  const columns = [...csv.columns].map(([name, text]) => {
+    const present = text.filter((t) => !isMissing(t));
+    const numbers = present.map(parseDecimal);
+    if (numbers.every((n) => n !== undefined)) return { name, values: { case: "numeric" as const, value: { values: numbers as number[] } } };
+    return { name, values: { case: "categorical" as const, value: { values: present } } };
+  });
+  return { columns };
+}
+
 function versionRow(v: ModelVersion) {
   return {
     model: v.modelName,
@@ -130,6 +154,7 @@ export async function runModels(config: Config, argv: string[]): Promise<number>
           "code-version": { type: "string" },
           card: { type: "string" },
           description: { type: "string" },
+          reference: { type: "string" },
           reason: { type: "string" },
         });
         const file = positionals[0] ?? "";
@@ -160,6 +185,7 @@ export async function runModels(config: Config, argv: string[]): Promise<number>
           card: v.card ? parseCardMarkdown(await readFile(String(v.card), "utf8")) : undefined,
           // Without an input name the CLI binds the features to the model's single input;
           // the registry checks the count against the signature.
+          reference: v.reference ? { source: { case: "sample", value: await referenceSample(String(v.reference)) } } : undefined,
           featureBinding: features.length ? { inputs: [{ inputName: await singleInputName(file), features }], entityKeys: (v.entity as string[] | undefined) ?? [] } : undefined,
         };
         const hash = createHash("sha256");
@@ -265,6 +291,14 @@ export async function runModels(config: Config, argv: string[]): Promise<number>
           process.stdout.write(`${name} promotion policy, revision ${policy.revision}${policy.rules.length ? ":" : ": no rules (any version may enter production)"}\n`);
           for (const r of policy.rules) process.stdout.write(`  ${r.description}\n`);
         }
+        return EXIT.OK;
+      }
+      case "card": {
+        const { values: v, positionals } = parse(rest, {});
+        if (!positionals[0]) throw new UsageError(`card needs N or N@ref\n${MODELS_USAGE}`);
+        const res = await registry.getModelCard({ modelRef: positionals[0] });
+        if (v.json) printJson({ model: res.modelName, version: Number(res.version), markdown: res.markdown });
+        else process.stdout.write(res.markdown.endsWith("\n") ? res.markdown : `${res.markdown}\n`);
         return EXIT.OK;
       }
       case "audit": {

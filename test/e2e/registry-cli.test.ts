@@ -1,22 +1,14 @@
-// `mlmesh models ...` against a real registry process. main.ts wires `models` to
-// runModels; until then the command is run through the same function in a child process,
-// with main's handling of usage errors (exit 2).
+// `mlmesh models ...` against a real registry process, run as a user runs it.
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { FIXTURES } from "../fixtures/models/registry-client.js";
-import { isolatedEnv, REPO_ROOT, startMlmesh, type MlmeshProcess } from "../support/mlmesh-process.js";
+import { isolatedEnv, MLMESH_BIN, REPO_ROOT, startMlmesh, type MlmeshProcess } from "../support/mlmesh-process.js";
 import { testNats, type TestNats } from "../support/nats.js";
-
-const RUNNER = `
-import { loadConfig } from "./lib/config.ts";
-import { UsageError } from "./cli/output.ts";
-import { runModels } from "./cli/models-command.ts";
-try { process.exitCode = await runModels(loadConfig(process.env), JSON.parse(process.env.ARGS)); }
-catch (e) { process.stderr.write("mlmesh: " + e.message + "\\n"); process.exitCode = e instanceof UsageError ? 2 : 1; }
-`;
 
 describe("mlmesh models", () => {
   let nats: TestNats;
@@ -25,9 +17,9 @@ describe("mlmesh models", () => {
 
   const run = (args: string[]) =>
     new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-      const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", RUNNER], {
+      const child = spawn(process.execPath, [MLMESH_BIN, "models", ...args], {
         cwd: REPO_ROOT,
-        env: { ...process.env, ...env, MLMESH_REGISTRY_ADDR: proc.endpoint("registry").grpc, ARGS: JSON.stringify(args), MLMESH_LOG_LEVEL: "silent" },
+        env: { ...process.env, ...env, MLMESH_REGISTRY_ADDR: proc.endpoint("registry").grpc, MLMESH_LOG_LEVEL: "silent" },
       });
       let out = "";
       let err = "";
@@ -98,5 +90,23 @@ describe("mlmesh models", () => {
     const missing = await run(["show", "nope@1"]);
     assert.equal(missing.code, 1);
     assert.match(missing.err, /NOT_FOUND/);
+  });
+
+  it("captures a reference distribution from --reference and renders the card", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mlmesh-ref-"));
+    const sample = path.join(dir, "ref.csv");
+    const lines = ["user:tenure,user:spend,user:visits"];
+    for (let i = 0; i < 50; i++) lines.push(`${i},${(i * 7) % 13}.5,${i % 4}`);
+    fs.writeFileSync(sample, `${lines.join("\n")}\n`);
+    const push = await run(["push", path.join(FIXTURES, "lr_v1.onnx"), "--name", "refmodel", "--features", "user:tenure,user:spend,user:visits", "--reference", sample, "--json"]);
+    assert.equal(push.code, 0, push.err);
+    assert.equal(JSON.parse(push.out).hasReferenceDistributions, true);
+    const card = await run(["card", "refmodel@latest"]);
+    assert.equal(card.code, 0, card.err);
+    assert.match(card.out, /^# refmodel v1/m);
+    assert.match(card.out, /`user:tenure`, `user:spend`, `user:visits`/);
+    const bad = await run(["push", path.join(FIXTURES, "lr_v1.onnx"), "--name", "refmodel", "--features", "user:tenure,user:spend,user:visits", "--reference", path.join(dir, "absent.csv")]);
+    assert.equal(bad.code, 2);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -11,7 +11,7 @@ export const SERVICE_STARTERS: Readonly<Record<ServiceName, (rt: Runtime) => Pro
       onlineStore: rt.config.features.onlineStore,
       redisUrl: rt.config.features.redisUrl,
     }),
-  inference: async (rt) => (await import("../services/inference/main.js")).startInference(rt),
+  inference: async (rt) => (await import("../services/inference/main.js")).startInference(rt, rt.config.inference),
   router: async (rt) => (await import("../services/router/main.js")).startRouter(rt),
   experiments: async (rt) => (await import("../services/experiments/main.js")).startExperiments(rt),
 };

@@ -1,26 +1,134 @@
-// Starts the inference service. Model loading, Score, batching and the prediction log land
-// with issue #4; until then those methods answer UNIMPLEMENTED. The Open Inference Protocol's
-// server-level calls (ServerLive, ServerReady, ServerMetadata) and their REST routes are live.
+// Builds the inference service's real dependencies (registry client, model loader with its
+// artifact cache and session workers, batching engine, AliasMoved consumer for hot swaps,
+// metrics) and starts it. Prediction log, drift and batch jobs land later in issue #4.
 
+import { createHash } from "node:crypto";
+import os from "node:os";
+import path from "node:path";
 import { GRPCInferenceService } from "../../gen/inference/grpc_service_pb.js";
+import { AliasMovedSchema } from "../../gen/mlmesh/events/v1/registry_events_pb.js";
 import { InferenceService } from "../../gen/mlmesh/inference/v1/inference_service_pb.js";
+import { DomainError, UnavailableError } from "../../lib/errors.js";
+import type { Subscription } from "../../lib/events.js";
+import { createMeshClients } from "../../lib/mesh-clients.js";
+import { createRpcMetrics } from "../../lib/metrics.js";
 import type { Runtime, ServiceHandle } from "../../lib/runtime.js";
 import { hostService } from "../../lib/service-host.js";
 import { STREAMS } from "../../lib/streams.js";
+import { InferenceEngine } from "./engine.js";
+import { ModelLoader, type BatchingSettings } from "./loader.js";
+import { createInferenceMetrics } from "./metrics.js";
+import { createOipModelService, oipModelRestRoutes } from "./oip-models.js";
 import { createOipServerService, oipRestRoutes } from "./oip.js";
+import { createInferenceService } from "./service.js";
 
-export async function startInference(rt: Runtime): Promise<ServiceHandle> {
+/** Inference settings; the CLI would fill them from MLMESH_INFERENCE_* (defaults below). */
+export interface InferenceOptions {
+  /** MLMESH_INFERENCE_WORKERS: session workers per model version (default: cores / intra-op threads). */
+  readonly workers?: number;
+  /** MLMESH_INFERENCE_INTRA_OP_THREADS: ONNX Runtime threads per session (default 1). */
+  readonly intraOpThreads?: number;
+  /** MLMESH_INFERENCE_BATCHING: dynamic batching on by default (true). */
+  readonly batching?: boolean;
+  /** MLMESH_INFERENCE_MAX_BATCH_SIZE: rows per run (default 64). */
+  readonly maxBatchSize?: number;
+  /** MLMESH_INFERENCE_MAX_QUEUE_DELAY_US: wait for others to join while a worker idles (default 0: batch only what queued behind busy workers). */
+  readonly maxQueueDelayUs?: number;
+  /** MLMESH_INFERENCE_MAX_ROWS_PER_REQUEST (default 10000). */
+  readonly maxRowsPerRequest?: number;
+  /** MLMESH_INFERENCE_ALLOW_NON_FINITE: pass NaN/Inf to models (default false: INVALID_ARGUMENT). */
+  readonly allowNonFinite?: boolean;
+  /** MLMESH_INFERENCE_MAX_LOADED_VERSIONS: least-recently-used versions past this are unloaded (default 8). */
+  readonly maxLoadedVersions?: number;
+  /** MLMESH_INFERENCE_PRELOAD: refs loaded and warmed before the service reports ready. */
+  readonly preload?: readonly string[];
+  /** Cores the thread budget is checked against (default os.availableParallelism()). */
+  readonly cores?: number;
+}
+
+export async function startInference(rt: Runtime, options: InferenceOptions = {}): Promise<ServiceHandle> {
+  const logger = rt.logger.child({ component: "inference" });
   await rt.bus.ensureStream(STREAMS.inference);
-  let ready = true;
+  await rt.bus.ensureStream(STREAMS.registry);
+  const cores = options.cores ?? os.availableParallelism();
+  const intraOpThreads = options.intraOpThreads ?? 1;
+  const defaults: BatchingSettings = {
+    enabled: options.batching ?? true,
+    maxBatchSize: options.maxBatchSize ?? 64,
+    maxQueueDelayUs: options.maxQueueDelayUs ?? 0,
+    workers: options.workers ?? Math.max(1, Math.floor(cores / intraOpThreads)),
+    intraOpThreads,
+    maxRowsPerRequest: options.maxRowsPerRequest ?? 10_000,
+    allowNonFinite: options.allowNonFinite ?? false,
+  };
+  if (defaults.workers * defaults.intraOpThreads > cores) {
+    throw new Error(`MLMESH_INFERENCE_WORKERS x MLMESH_INFERENCE_INTRA_OP_THREADS = ${defaults.workers * defaults.intraOpThreads} exceeds the ${cores} cores`);
+  }
+  const rpcMetrics = createRpcMetrics();
+  const metrics = createInferenceMetrics(rpcMetrics.registry);
+  const engine = new InferenceEngine(defaults, metrics, cores);
+  const clients = createMeshClients(rt.config);
+  const loader = new ModelLoader({
+    registry: clients.registry,
+    cacheDir: path.join(rt.config.dataDir, "inference", "cache"),
+    maxLoadedVersions: options.maxLoadedVersions ?? 8,
+    settings: (m) => engine.settings(m),
+    observer: (m, v) => engine.observer(m, v),
+    logger,
+    latestTtlMs: 5_000,
+  });
+  engine.loader = loader;
+
+  let ready = false;
   const isReady = () => ready;
+  let aliasSub: Subscription | undefined;
+  try {
+    // One durable consumer per replica (data dir + port), so a restart resumes where it was.
+    const replica = createHash("sha256").update(`${path.resolve(rt.config.dataDir)}|${rt.config.ports.inference.grpc}`).digest("hex").slice(0, 12);
+    aliasSub = await rt.bus.subscribe({
+      stream: STREAMS.registry.name,
+      durable: `inference_alias_${replica}`,
+      filterSubject: "mlmesh.registry.alias_moved.>",
+      schema: AliasMovedSchema,
+      deliverNewOnly: true,
+      handler: async (e) => {
+        try {
+          await loader.aliasMoved(e.message.modelName, e.message.alias, Number(e.message.version));
+        } catch (err) {
+          // Retry what may pass (registry down); a version that cannot load keeps the old one serving.
+          if (err instanceof UnavailableError || !(err instanceof DomainError)) throw err;
+          logger.error({ err, model: e.message.modelName, version: Number(e.message.version) }, "inference: alias moved to a version that cannot be served; keeping the previous one");
+        }
+      },
+    });
+    for (const ref of options.preload ?? []) await loader.acquire(ref);
+  } catch (err) {
+    await aliasSub?.stop();
+    await loader.close();
+    throw err;
+  }
+  ready = true;
+
   const handle = await hostService(rt, {
     name: "inference",
-    logger: rt.logger.child({ component: "inference" }),
+    logger,
+    metrics: rpcMetrics,
+    readiness: isReady,
     services: [
-      { service: InferenceService, impl: {}, pendingNote: "lands with issue #4" },
-      { service: GRPCInferenceService, impl: createOipServerService({ isReady }), pendingNote: "model calls land with issue #4" },
+      { service: InferenceService, impl: createInferenceService({ loader, engine }), pendingNote: "lands with issue #4 (drift, quality, batch jobs)" },
+      {
+        service: GRPCInferenceService,
+        impl: { ...createOipServerService({ isReady }), ...createOipModelService({ loader, engine }) },
+      },
     ],
-    httpRoutes: [oipRestRoutes({ isReady })],
+    httpRoutes: [
+      oipRestRoutes({ isReady }),
+      oipModelRestRoutes({ loader, engine, maxBodyBytes: rt.config.maxMessageBytes, maxDeadlineMs: rt.config.maxDeadlineMs }),
+    ],
+    close: async () => {
+      await aliasSub?.stop();
+      await loader.close();
+    },
   });
   return {
     ...handle,

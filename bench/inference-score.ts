@@ -1,0 +1,81 @@
+// Benchmark (not a test): single-row scoring of a 30-input MLP (test/fixtures/inference/
+// mlp30.onnx) through `Score` over gRPC, dynamic batching on and off, against in-process
+// onnxruntime-node `run()` (the limit), at concurrency 1, 16 and 64.
+// Run: node --import tsx bench/inference-score.ts [--save]   (--save writes bench/results-inference.json; needs NATS on MLMESH_NATS_URL or 127.0.0.1:4222)
+
+import fs from "node:fs";
+import path from "node:path";
+import ort from "onnxruntime-node";
+import { InferenceService } from "../gen/mlmesh/inference/v1/inference_service_pb.js";
+import { TensorType } from "../gen/mlmesh/inference/v1/inference_resources_pb.js";
+import { RegistryService } from "../gen/mlmesh/registry/v1/registry_service_pb.js";
+import { createServiceClient } from "../lib/clients.js";
+import { upload } from "../test/fixtures/models/registry-client.js";
+import { isolatedEnv, REPO_ROOT, startMlmesh } from "../test/support/mlmesh-process.js";
+
+const natsUrl = process.env.MLMESH_NATS_URL ?? "nats://127.0.0.1:4222";
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const MODEL_FILE = path.join(REPO_ROOT, "test/fixtures/inference/mlp30.onnx");
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+const row = () => Float32Array.from({ length: 30 }, () => Math.random() * 2 - 1);
+
+async function measure(concurrency: number, call: () => Promise<unknown>) {
+  const lat: number[] = [];
+  const end = performance.now() + SECONDS * 1000;
+  const warmEnd = performance.now() + 300;
+  while (performance.now() < warmEnd) await call();
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const s = performance.now();
+        await call();
+        lat.push((performance.now() - s) * 1000);
+      }
+    }),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  return { rowsPerSec: Math.round(lat.length / secs), p50us: Math.round(pct(lat, 50)), p99us: Math.round(pct(lat, 99)) };
+}
+
+const registryProc = await startMlmesh(["serve", "registry"], await isolatedEnv({ MLMESH_NATS_URL: natsUrl, MLMESH_LOG_LEVEL: "warn" }));
+const inferenceProc = await startMlmesh(
+  ["serve", "inference"],
+  await isolatedEnv({ MLMESH_NATS_URL: natsUrl, MLMESH_LOG_LEVEL: "warn", MLMESH_REGISTRY_ADDR: registryProc.endpoint("registry").grpc }),
+);
+const results: Array<Record<string, string | number>> = [];
+try {
+  const registry = createServiceClient(RegistryService, registryProc.endpoint("registry").grpc);
+  const inference = createServiceClient(InferenceService, inferenceProc.endpoint("inference").grpc);
+  const model = `mlp30_${Date.now()}`;
+  await upload(registry, model, fs.readFileSync(MODEL_FILE), { chunkBytes: 64 * 1024 });
+  const session = await ort.InferenceSession.create(MODEL_FILE, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const inProcess = () => session.run({ x: new ort.Tensor("float32", row(), [1, 30]) });
+  const score = () =>
+    inference.score({
+      modelRef: `${model}@1`,
+      inputs: { case: "dense", value: { tensors: [{ name: "x", type: TensorType.FLOAT32, shape: [1n, 30n], floatData: Array.from(row()) }] } },
+    });
+  for (const concurrency of [1, 16, 64]) {
+    results.push({ cell: "in-process ort run()", concurrency, ...(await measure(concurrency, inProcess)) });
+    for (const enabled of [false, true]) {
+      await inference.setBatchingConfig({ modelName: model, batching: { enabled, maxBatchSize: 64, maxQueueDelayUs: 0n } });
+      results.push({ cell: `Score over gRPC, batching ${enabled ? "on" : "off"}`, concurrency, ...(await measure(concurrency, score)) });
+    }
+  }
+  const metrics = await (await fetch(`${inferenceProc.endpoint("inference").http}/metrics`)).text();
+  const count = Number(/^mlmesh_inference_batch_size_rows_count\{[^}]*\} (\S+)$/m.exec(metrics)?.[1]);
+  const sum = Number(/^mlmesh_inference_batch_size_rows_sum\{[^}]*\} (\S+)$/m.exec(metrics)?.[1]);
+  console.table(results);
+  const cell = (c: string, n: number) => results.find((r) => r.cell === c && r.concurrency === n)!;
+  const summary = {
+    grpcOverheadP50usAtC1: Number(cell("Score over gRPC, batching off", 1).p50us) - Number(cell("in-process ort run()", 1).p50us),
+    batchingSpeedupAtC64: Number(cell("Score over gRPC, batching on", 64).rowsPerSec) / Number(cell("Score over gRPC, batching off", 64).rowsPerSec),
+    meanBatchRowsOverall: sum / count,
+  };
+  console.log(summary);
+  if (process.argv.includes("--save")) fs.writeFileSync(path.join(REPO_ROOT, "bench/results-inference.json"), JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, results, summary }, null, 2) + "\n");
+} finally {
+  await inferenceProc.stop();
+  await registryProc.stop();
+}

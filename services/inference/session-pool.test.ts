@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { Code } from "@connectrpc/connect";
+import { DomainError } from "../../lib/errors.js";
+import { REPO_ROOT } from "../../test/support/mlmesh-process.js";
+import { SessionPool, type BatchPolicy } from "./session-pool.js";
+
+const MODEL = path.join(REPO_ROOT, "test/fixtures/models/lr_v1.onnx");
+const sigmoid = (x: number[]) => 1 / (1 + Math.exp(-(0.5 * x[0]! - 1.25 * x[1]! + 2 * x[2]! + 0.1)));
+const feeds = (x: number[]) => ({ x: { type: "float32" as const, dims: [1, 3], data: Float32Array.from(x) } });
+
+async function openPool(policy: BatchPolicy) {
+  const batches: number[] = [];
+  let expired = 0;
+  const pool = await SessionPool.open({ path: MODEL, workers: 1, intraOpThreads: 1, policy: () => policy, observer: { onBatch: (rows) => batches.push(rows), onExpired: () => expired++ } });
+  return { pool, batches, expired: () => expired };
+}
+
+describe("SessionPool: dynamic batching on worker threads", () => {
+  it("runs queued requests as one batch and hands each its own rows", async () => {
+    const { pool, batches } = await openPool({ enabled: true, maxBatchSize: 8, maxQueueDelayUs: 20_000 });
+    try {
+      const xs = Array.from({ length: 10 }, (_, i) => [i / 10, 1 - i / 10, i % 3]);
+      const results = await Promise.all(xs.map((x) => pool.run(feeds(x), 1, Date.now() + 5_000)));
+      results.forEach((r, i) => assert.ok(Math.abs(Number(r.outputs.score!.data[0]) - sigmoid(xs[i]!)) < 1e-6));
+      assert.deepEqual(batches, [8, 2]);
+      assert.equal(results[0]!.batchRows, 8);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("runs every request alone when batching is off", async () => {
+    const { pool, batches } = await openPool({ enabled: false, maxBatchSize: 8, maxQueueDelayUs: 20_000 });
+    try {
+      await Promise.all([1, 2, 3].map((i) => pool.run(feeds([i, 0, 0]), 1, Date.now() + 5_000)));
+      assert.deepEqual(batches, [1, 1, 1]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("fails a request whose deadline passes while queued, without running it", async () => {
+    const { pool, batches, expired } = await openPool({ enabled: true, maxBatchSize: 8, maxQueueDelayUs: 2_000_000 });
+    try {
+      const started = Date.now();
+      await assert.rejects(pool.run(feeds([1, 2, 3]), 1, Date.now() + 50), (e: unknown) => e instanceof DomainError && e.code === Code.DeadlineExceeded);
+      assert.ok(Date.now() - started < 1_000);
+      assert.equal(expired(), 1);
+      assert.deepEqual(batches, []);
+    } finally {
+      await pool.close();
+    }
+  });
+});

@@ -18,6 +18,7 @@ Usage:
   mlmesh config [--json]             print the resolved configuration
   mlmesh models push|list|show|promote|alias|policy|audit ...   the model registry (\`mlmesh models help\`)
   mlmesh features apply|list|get ...  feature views and online values (see \`mlmesh features help\`)
+  mlmesh experiments create|start|stop|assign|report ...  the experiment service (\`mlmesh experiments help\`)
   mlmesh ab analyze --data FILE.csv ... | ab sample-size ...   A/B statistics, offline (\`mlmesh ab help\`)
   mlmesh drift --reference REF.csv --current CUR.csv [--bins N] [--psi-threshold X] [--alpha A] [--json]
                                      per-column drift between two CSV files, offline (exit 1 on drift)
@@ -57,6 +58,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await (await import("./drift-command.js")).runDrift(rest);
       case "models":
         return await (await import("./models-command.js")).runModels(loadConfig(process.env), [...rest]);
+      case "experiments":
+        return await (await import("./experiments-command.js")).runExperiments(loadConfig(process.env), [...rest]);
       case "ab":
         return await (await import("./ab-command.js")).runAb(rest);
       case "features":

@@ -155,37 +155,16 @@ export interface ReadCsvOptions {
  * byte order mark is dropped. Throws CsvFormatError naming file, line and column.
  */
 export async function readCsvColumns(path: string, options: ReadCsvOptions = {}): Promise<CsvColumns> {
-  const parser = new CsvRecordParser(path, options.delimiter ?? ",");
-  const input = createReadStream(path, { encoding: "utf8" });
-  const lines = createInterface({ input, crlfDelay: Infinity });
-  let header: string[] | undefined;
   let columns: string[][] = [];
-  let rows = 0;
-  let lineNumber = 0;
-  try {
-    for await (const raw of lines) {
-      lineNumber++;
-      const line = lineNumber === 1 && raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
-      if (line.length === 0 && !parser.pending) continue;
-      const record = parser.pushLine(line, lineNumber);
-      if (record === null) continue;
-      if (header === undefined) {
-        header = checkHeader(record, path, parser.recordLine);
-        columns = header.map(() => []);
-        continue;
-      }
-      if (record.length !== header.length) {
-        throw new CsvFormatError(path, parser.recordLine, undefined, `expected ${header.length} fields as in the header, got ${record.length}`);
-      }
+  const { header, rows } = await forEachCsvRecord(
+    path,
+    (record, _line, hdr) => {
+      if (columns.length === 0) columns = hdr.map(() => []);
       for (let i = 0; i < record.length; i++) columns[i]!.push(record[i]!);
-      rows++;
-    }
-    parser.finish();
-  } finally {
-    lines.close();
-    input.destroy();
-  }
-  if (header === undefined) throw new CsvFormatError(path, 1, undefined, "file is empty; expected a header row");
+    },
+    options,
+  );
+  if (columns.length === 0) columns = header.map(() => []);
   return { header, columns: new Map(header.map((h, i) => [h, columns[i]!])), rows };
 }
 

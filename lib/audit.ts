@@ -7,6 +7,7 @@ import { timestampDate, timestampFromMs, type Timestamp } from "@bufbuild/protob
 import type Database from "better-sqlite3";
 import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import { AuditRecordSchema, type AuditRecord } from "../gen/mlmesh/types/v1/types_pb.js";
+import { ValidationError } from "./errors.js";
 import { decodePageToken, encodePageToken, pageSize } from "./paging.js";
 
 export const auditTable = sqliteTable(
@@ -38,6 +39,8 @@ export interface AuditEntry {
 
 export interface AuditQuery {
   readonly scope?: string;
+  /** Only records whose resource starts with this (e.g. "feature_views/user_stats"). */
+  readonly resourcePrefix?: string;
   readonly action?: string;
   readonly startTime?: Timestamp;
   readonly endTime?: Timestamp;
@@ -84,11 +87,16 @@ export class AuditLog {
   list(q: AuditQuery): { records: AuditRecord[]; nextPageToken: string } {
     const size = pageSize(q.pageSize, "page_size");
     const after = decodePageToken(q.pageToken, "page_token");
+    if (after !== undefined && typeof after !== "number") throw new ValidationError("page_token", "is not a token returned by a previous page; start again without it");
     const where: string[] = [];
     const args: unknown[] = [];
     if (q.scope) {
       where.push("scope = ?");
       args.push(q.scope);
+    }
+    if (q.resourcePrefix) {
+      where.push("substr(resource, 1, ?) = ?");
+      args.push(q.resourcePrefix.length, q.resourcePrefix);
     }
     if (q.action) {
       where.push("action = ?");

@@ -3,12 +3,11 @@
 // its audit record and its event (outbox), so state, audit and events agree.
 
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type Database from "better-sqlite3";
 import { FeatureViewAppliedSchema, FeatureViewDeletedSchema } from "../../gen/mlmesh/events/v1/features_events_pb.js";
-import { AuditRecordSchema, type AuditRecord } from "../../gen/mlmesh/types/v1/types_pb.js";
+import type { AuditRecord } from "../../gen/mlmesh/types/v1/types_pb.js";
 import { AuditLog } from "../../lib/audit.js";
-import { NotFoundError, PreconditionError, ValidationError } from "../../lib/errors.js";
+import { NotFoundError, PreconditionError } from "../../lib/errors.js";
 import type { Outbox } from "../../lib/outbox.js";
 import { decodePageToken, encodePageToken, pageSize } from "../../lib/paging.js";
 import { diffFeatureSets, diffViews, validateFeatureSets, validateViews, type ViewInput } from "./definitions.js";
@@ -281,39 +280,6 @@ export class DefinitionStore {
 
   /** Audit records, newest first, whose resource starts with `prefix`. */
   listAudit(q: { resourcePrefix: string; pageSize: number; pageToken: string }): { records: AuditRecord[]; nextPageToken: string } {
-    const size = pageSize(q.pageSize, "page_size");
-    const after = decodePageToken(q.pageToken, "page_token");
-    if (after !== undefined && typeof after !== "number") throw new ValidationError("page_token", "is not a token returned by a previous page");
-    const rows = this.sqlite
-      .prepare(
-        `SELECT sequence, time, principal, action, resource, before_json, after_json, reason FROM audit_log
-         WHERE substr(resource, 1, ?) = ? ${after !== undefined ? "AND sequence < ?" : ""} ORDER BY sequence DESC LIMIT ?`,
-      )
-      .all(q.resourcePrefix.length, q.resourcePrefix, ...(after !== undefined ? [after] : []), size + 1) as Array<{
-      sequence: number;
-      time: number;
-      principal: string;
-      action: string;
-      resource: string;
-      before_json: string;
-      after_json: string;
-      reason: string;
-    }>;
-    const page = rows.slice(0, size);
-    return {
-      records: page.map((r) =>
-        create(AuditRecordSchema, {
-          sequence: BigInt(r.sequence),
-          time: timestampFromMs(r.time),
-          principal: r.principal,
-          action: r.action,
-          resource: r.resource,
-          beforeJson: r.before_json,
-          afterJson: r.after_json,
-          reason: r.reason,
-        }),
-      ),
-      nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.sequence) : "",
-    };
+    return this.audit.list({ resourcePrefix: q.resourcePrefix, pageSize: q.pageSize, pageToken: q.pageToken, newestFirst: true });
   }
 }

@@ -2,6 +2,8 @@
 // service. A definition file is an Experiment in the proto3 JSON mapping (as curl would
 // send it); results go to stdout as a table or --json, errors to stderr with an exit code.
 
+import { writeFile } from "node:fs/promises";
+import { renderExperimentReportHtml } from "./report-html.js";
 import fs from "node:fs";
 import { parseArgs } from "node:util";
 import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
@@ -25,7 +27,7 @@ const USAGE = `Usage:
   mlmesh experiments start KEY [--reason TEXT] [--json]
   mlmesh experiments stop KEY --reason TEXT [--ship ARM] [--json]
   mlmesh experiments assign KEY UNIT_ID [--attr NAME=VALUE ...] [--json]
-  mlmesh experiments report KEY [--bootstrap N] [--seed S] [--json]`;
+  mlmesh experiments report KEY [--bootstrap N] [--seed S] [--html OUT.html] [--json]`;
 
 function one(positionals: readonly string[], n: number, what: string): string[] {
   if (positionals.length !== n) throw new UsageError(`${what}\n${USAGE}`);
@@ -59,6 +61,7 @@ export async function runExperiments(config: Config, argv: readonly string[]): P
         attr: { type: "string", multiple: true, default: [] },
         bootstrap: { type: "string", default: "0" },
         seed: { type: "string", default: "0" },
+        html: { type: "string" },
       },
       allowPositionals: true,
       strict: true,
@@ -109,7 +112,15 @@ export async function runExperiments(config: Config, argv: readonly string[]): P
         const resamples = Number(values.bootstrap);
         if (!Number.isInteger(resamples) || resamples < 0) throw new UsageError(`--bootstrap must be a whole number >= 0, got ${JSON.stringify(values.bootstrap)}`);
         if (!/^\d+$/.test(String(values.seed))) throw new UsageError(`--seed must be a whole number, got ${JSON.stringify(values.seed)}`);
-        const r = (await client.getReport({ experimentKey: key!, bootstrapResamples: resamples, bootstrapSeed: BigInt(String(values.seed)) })).report!;
+        const html = typeof values.html === "string" ? values.html : undefined;
+        const r = (await client.getReport({ experimentKey: key!, bootstrapResamples: resamples, bootstrapSeed: BigInt(String(values.seed)), includeHistory: html !== undefined })).report!;
+        if (html !== undefined) {
+          if (html.trim() === "") throw new UsageError("--html needs an output file name");
+          await writeFile(html, renderExperimentReportHtml(r), "utf8");
+          if (json) printJson({ html, decision: Decision[r.decision] });
+          else process.stdout.write(`wrote ${html} (decision: ${Decision[r.decision]})\n`);
+          return EXIT.OK;
+        }
         if (json) {
           printJson(toJson(ExperimentReportSchema, r));
           return EXIT.OK;

@@ -64,6 +64,15 @@ describe("mlmesh experiments", () => {
     assert.ok(assigned.inExperiment && ["control", "treatment"].includes(assigned.arm));
     const report = JSON.parse((await capture(["report", key, "--json"], env)).out) as { decision: string };
     assert.equal(report.decision, "DECISION_KEEP_RUNNING");
+    const htmlFile = path.join(os.tmpdir(), `mlmesh-report-${key}.html`);
+    const html = await capture(["report", key, "--html", htmlFile], env);
+    assert.equal(html.code, 0, html.err);
+    const page = fs.readFileSync(htmlFile, "utf8");
+    assert.match(page, /^<!doctype html>/);
+    assert.ok(page.includes(key), "the page names the experiment");
+    assert.match(page, /Traffic split \(SRM\)/);
+    assert.ok(!/<script|https?:\/\//.test(page.replace(/<html lang="en">/, "")), "self-contained: no scripts, no network");
+    fs.rmSync(htmlFile, { force: true });
     const missing = await capture(["report", `${key}-nope`], env);
     assert.equal(missing.code, 1);
     const stopped = JSON.parse((await capture(["stop", key, "--reason", "done", "--json"], env)).out) as { experiment: { status: string } };

@@ -71,24 +71,27 @@ function sequentialChart(metric: MetricResult, alpha: number): string {
   const t0 = Math.min(...times);
   const t1 = Math.max(...times, t0 + 1);
   const W = 640;
-  const H = 220;
+  const H = 240;
   const x = (t: number) => 50 + ((t - t0) / (t1 - t0)) * (W - 70);
-  const y = (p: number) => 15 + (1 - Math.max(0, Math.min(1, p))) * (H - 45);
+  // Log scale from 1 down to 1e-4: the region around alpha is where decisions happen.
+  const plotH = H - 40 - series.length * 14;
+  const y = (p: number) => 15 + (-Math.log10(Math.max(1e-4, Math.min(1, p))) / 4) * plotH;
   const colors = ["#0969da", "#8250df", "#bf3989", "#1a7f37", "#9a6700"];
   const parts = [
     `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="sequential p-value over time">`,
     `<line x1="50" x2="${W - 20}" y1="${y(alpha)}" y2="${y(alpha)}" stroke="#b42318" stroke-dasharray="5 3"/>`,
     `<text x="${W - 20}" y="${y(alpha) - 4}" text-anchor="end" class="axis">alpha ${alpha}</text>`,
     `<text x="45" y="${y(1) + 4}" text-anchor="end" class="axis">1</text>`,
-    `<text x="45" y="${y(0) + 4}" text-anchor="end" class="axis">0</text>`,
+    `<text x="45" y="${y(0.01) + 4}" text-anchor="end" class="axis">0.01</text>`,
+    `<text x="45" y="${y(1e-4) + 4}" text-anchor="end" class="axis">≤1e-4</text>`,
   ];
   series.forEach((c, i) => {
     const pts = c.history.map((h) => `${x(Number(h.time?.seconds ?? 0n)).toFixed(1)},${y(h.sequentialPValue).toFixed(1)}`).join(" ");
     const color = colors[i % colors.length]!;
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts}"/>`, `<text x="${W - 20}" y="${20 + i * 14}" text-anchor="end" fill="${color}" class="axis">${esc(c.arm)}</text>`);
+    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts}"/>`, `<text x="60" y="${H - 8 - i * 14}" class="arm" style="fill:${color}">— ${esc(c.arm)}</text>`);
   });
   parts.push("</svg>");
-  return `<p class=muted>Always-valid p-value (mSPRT): it may be watched at every look; below the red line the difference is significant.</p>${parts.join("")}`;
+  return `<p class=muted>Always-valid p-value (mSPRT, log scale): it may be watched at every look; below the red line the difference is significant.</p>${parts.join("")}`;
 }
 
 function comparisonTable(metric: MetricResult): string {
@@ -131,7 +134,7 @@ table{border-collapse:collapse;margin:.5rem 0;font-size:14px}td,th{border:1px so
 tr.sig td{background:#f0fff4}svg .axis{font-size:11px;fill:#57606a}svg .arm{font-size:13px;fill:#1f2328}
 </style></head><body>
 <h1>Experiment <code>${esc(r.experimentKey)}</code></h1>
-<p class=muted>Computed ${esc(computed)} · revision ${r.revision} · alpha ${r.alpha} · sample progress ${pct(r.sampleProgressFraction)}</p>
+<p class=muted>${computed ? `Computed ${esc(computed)} · ` : ""}revision ${r.revision} · alpha ${r.alpha} · sample progress ${pct(r.sampleProgressFraction)}</p>
 <p><span class=decision>${esc(d.label)}</span>${r.recommendedArm ? ` — recommended arm <b>${esc(r.recommendedArm)}</b>` : ""}</p>
 <p>${esc(r.decisionReason)}</p>
 <h2>Traffic split (SRM)</h2>

@@ -1,6 +1,6 @@
 // Builds the inference service's real dependencies (registry client, model loader with its
 // artifact cache and session workers, batching engine, AliasMoved consumer for hot swaps,
-// metrics) and starts it. Prediction log, drift and batch jobs land later in issue #4.
+// metrics, prediction log) and starts it. Drift and batch jobs land later in issue #4.
 
 import { createHash } from "node:crypto";
 import os from "node:os";
@@ -18,6 +18,7 @@ import { STREAMS } from "../../lib/streams.js";
 import { InferenceEngine } from "./engine.js";
 import { ModelLoader, type BatchingSettings } from "./loader.js";
 import { createInferenceMetrics } from "./metrics.js";
+import { createPredictionLogMetrics, PredictionLog, type PredictionLogOptions } from "./prediction-log.js";
 import { createOipModelService, oipModelRestRoutes } from "./oip-models.js";
 import { createOipServerService, oipRestRoutes } from "./oip.js";
 import { createInferenceService } from "./service.js";
@@ -44,6 +45,8 @@ export interface InferenceOptions {
   readonly preload?: readonly string[];
   /** Cores the thread budget is checked against (default os.availableParallelism()). */
   readonly cores?: number;
+  /** Prediction log batching, spool timing and PII columns (defaults in prediction-log.ts). */
+  readonly predictionLog?: PredictionLogOptions;
 }
 
 export async function startInference(rt: Runtime, options: InferenceOptions = {}): Promise<ServiceHandle> {
@@ -78,6 +81,14 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
     latestTtlMs: 5_000,
   });
   engine.loader = loader;
+  // Opened before anything is served, so a spool left by the last run replays first.
+  const predictionLog = await PredictionLog.open({
+    bus: rt.bus,
+    dataDir: rt.config.dataDir,
+    metrics: createPredictionLogMetrics(rpcMetrics.registry),
+    logger,
+    options: options.predictionLog,
+  });
 
   let ready = false;
   const isReady = () => ready;
@@ -104,6 +115,7 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
     for (const ref of options.preload ?? []) await loader.acquire(ref);
   } catch (err) {
     await aliasSub?.stop();
+    await predictionLog.close();
     await loader.close();
     throw err;
   }
@@ -115,18 +127,20 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
     metrics: rpcMetrics,
     readiness: isReady,
     services: [
-      { service: InferenceService, impl: createInferenceService({ loader, engine }), pendingNote: "lands with issue #4 (drift, quality, batch jobs)" },
+      { service: InferenceService, impl: createInferenceService({ loader, engine, predictionLog }), pendingNote: "lands with issue #4 (drift, quality, batch jobs)" },
       {
         service: GRPCInferenceService,
-        impl: { ...createOipServerService({ isReady }), ...createOipModelService({ loader, engine }) },
+        impl: { ...createOipServerService({ isReady }), ...createOipModelService({ loader, engine, predictionLog }) },
       },
     ],
     httpRoutes: [
       oipRestRoutes({ isReady }),
-      oipModelRestRoutes({ loader, engine, maxBodyBytes: rt.config.maxMessageBytes, maxDeadlineMs: rt.config.maxDeadlineMs }),
+      oipModelRestRoutes({ loader, engine, predictionLog, maxBodyBytes: rt.config.maxMessageBytes, maxDeadlineMs: rt.config.maxDeadlineMs }),
     ],
     close: async () => {
       await aliasSub?.stop();
+      // Bounded flush; what NATS does not ack in time stays spooled for the next start.
+      await predictionLog.close(Math.min(3000, rt.config.shutdownGraceMs));
       await loader.close();
     },
   });

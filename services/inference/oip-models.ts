@@ -1,6 +1,7 @@
 // Model-level Open Inference Protocol v2 (KServe/Triton): ModelReady, ModelMetadata and
 // ModelInfer over gRPC, and the REST routes `/v2/models/{m}[/versions/{v}][/ready|/infer]`.
 
+import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { GRPCInferenceService, ModelInferRequest, ModelInferResponseSchema } from "../../gen/inference/grpc_service_pb.js";
@@ -8,7 +9,8 @@ import { DomainError, NotFoundError, ValidationError } from "../../lib/errors.js
 import type { HttpRoute } from "../../lib/server.js";
 import type { InferenceEngine } from "./engine.js";
 import type { LoadedVersion, ModelLoader } from "./loader.js";
-import { feedsFromDense } from "./score.js";
+import type { PredictionLog } from "./prediction-log.js";
+import { feedsFromDense, rowOutputs } from "./score.js";
 import { callDeadline } from "./service.js";
 import { BYTES_PER_ELEMENT, DTYPE_OF_OIP, fromRawBytes, OIP_DATATYPE, product, toRawBytes, type DenseTensor, type DType, type TypedData } from "./tensors.js";
 
@@ -17,6 +19,7 @@ export const OIP_PLATFORM = "onnx_onnxv1";
 interface Deps {
   readonly loader: ModelLoader;
   readonly engine: InferenceEngine;
+  readonly predictionLog?: PredictionLog;
 }
 
 /** OIP names a model and optionally a version; a name may also be a full ref (`churn@champion`). */
@@ -75,20 +78,39 @@ function grpcInputs(req: ModelInferRequest): OipInput[] {
   });
 }
 
-async function infer(deps: Deps, name: string, version: string, inputs: OipInput[], requested: string[], deadline: number) {
+async function infer(deps: Deps, name: string, version: string, inputs: OipInput[], requested: string[], deadline: number, requestId?: string) {
+  const started = performance.now();
   const v = await acquire(deps.loader, name, version);
+  let feeds: Record<string, DenseTensor> | undefined;
   const r = await deps.engine.run(
     v,
-    (ver, limits) =>
-      feedsFromDense(
+    (ver, limits) => {
+      const built = feedsFromDense(
         ver,
         inputs.map((t, i) => ({ name: t.name, type: dtypeOf(t.datatype, `inputs[${i}].datatype`), dims: t.shape, values: t.values })),
         (i) => `inputs[${i}]`,
         limits,
-      ),
+      );
+      feeds = built.feeds;
+      return built;
+    },
     deadline,
     requested.length > 0 ? requested : undefined,
   );
+  if (deps.predictionLog) {
+    const outs = r.outputs;
+    deps.predictionLog.log({
+      requestId: requestId || randomUUID(),
+      modelName: v.name,
+      version: v.version,
+      latencyUs: (performance.now() - started) * 1000,
+      timeMs: Date.now(),
+      feeds,
+      rowCount: r.rows,
+      // Built on the log's own tick, not for the response.
+      outputs: () => rowOutputs(outs, r.rows, []),
+    });
+  }
   const names = requested.length > 0 ? requested : Object.keys(r.outputs);
   return { v, outputs: names.map((n) => ({ name: n, tensor: r.outputs[n]! })) };
 }
@@ -125,7 +147,7 @@ export function createOipModelService(deps: Deps): Partial<ServiceImpl<typeof GR
     },
     async modelInfer(req) {
       const raw = req.rawInputContents.length > 0;
-      const { v, outputs } = await infer(deps, req.modelName, req.modelVersion, grpcInputs(req), req.outputs.map((o) => o.name), callDeadline());
+      const { v, outputs } = await infer(deps, req.modelName, req.modelVersion, grpcInputs(req), req.outputs.map((o) => o.name), callDeadline(), req.id);
       const res: MessageInitShape<typeof ModelInferResponseSchema> = {
         modelName: v.name,
         modelVersion: String(v.version),
@@ -198,7 +220,7 @@ export function oipModelRestRoutes(deps: Deps & { maxBodyBytes: number; maxDeadl
           const values = flatten(t.data, `inputs[${i}].data`);
           return { name: t.name, datatype: t.datatype, shape: (t.shape ?? []).map(Number), values: type === "int64" ? values.map((x) => BigInt(x as number)) : values };
         });
-        const { v, outputs } = await infer(deps, name, version, inputs, (body.outputs ?? []).map((o) => o.name), Date.now() + deps.maxDeadlineMs);
+        const { v, outputs } = await infer(deps, name, version, inputs, (body.outputs ?? []).map((o) => o.name), Date.now() + deps.maxDeadlineMs, body.id);
         sendJson(res, 200, {
           model_name: v.name,
           model_version: String(v.version),

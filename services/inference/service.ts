@@ -11,7 +11,9 @@ import { NotFoundError, PreconditionError, ValidationError } from "../../lib/err
 import { remainingMs } from "../../lib/telemetry.js";
 import type { InferenceEngine } from "./engine.js";
 import type { BatchingSettings, LoadedVersion, ModelLoader } from "./loader.js";
+import type { PredictionLog } from "./prediction-log.js";
 import { feedsFromRows, feedsFromScoreDense, rowOutputs } from "./score.js";
+import type { DenseTensor } from "./tensors.js";
 
 /** The caller's deadline as epoch ms (the runtime always sets one, capped by MLMESH_MAX_DEADLINE_MS). */
 export function callDeadline(): number {
@@ -56,10 +58,11 @@ function loadedModel(loader: ModelLoader, engine: InferenceEngine, v: LoadedVers
   };
 }
 
-export function createInferenceService(deps: { loader: ModelLoader; engine: InferenceEngine }): Partial<ServiceImpl<typeof InferenceService>> {
-  const { loader, engine } = deps;
+export function createInferenceService(deps: { loader: ModelLoader; engine: InferenceEngine; predictionLog?: PredictionLog }): Partial<ServiceImpl<typeof InferenceService>> {
+  const { loader, engine, predictionLog } = deps;
   return {
     async score(req) {
+      const started = performance.now();
       if (!req.modelRef) throw new ValidationError("model_ref", "required, e.g. churn@production");
       const deadline = callDeadline();
       let v: LoadedVersion;
@@ -71,22 +74,42 @@ export function createInferenceService(deps: { loader: ModelLoader; engine: Infe
       }
       const inputs = req.inputs;
       if (inputs.case === undefined) throw new ValidationError("inputs", "give rows or dense tensors");
+      let denseFeeds: Record<string, DenseTensor> | undefined;
       const r = await engine.run(
         v,
-        (ver, limits) =>
-          inputs.case === "rows"
-            ? (() => {
-                const feeds = feedsFromRows(ver, inputs.value.rows, limits);
-                return { feeds, rows: inputs.value.rows.length };
-              })()
-            : feedsFromScoreDense(ver, inputs.value, limits),
+        (ver, limits) => {
+          if (inputs.case === "rows") {
+            const feeds = feedsFromRows(ver, inputs.value.rows, limits);
+            return { feeds, rows: inputs.value.rows.length };
+          }
+          const dense = feedsFromScoreDense(ver, inputs.value, limits);
+          denseFeeds = dense.feeds;
+          return dense;
+        },
         deadline,
       );
+      const outputs = rowOutputs(r.outputs, r.rows, req.outputNames);
+      const requestId = req.requestId || randomUUID();
+      if (predictionLog && !req.skipPredictionLog) {
+        predictionLog.log({
+          requestId,
+          modelName: v.name,
+          version: v.version,
+          latencyUs: (performance.now() - started) * 1000,
+          timeMs: Date.now(),
+          servedAs: req.servedAs,
+          endpoint: req.endpoint,
+          rows: inputs.case === "rows" ? inputs.value.rows : undefined,
+          feeds: denseFeeds,
+          rowCount: r.rows,
+          outputs,
+        });
+      }
       return {
         modelName: v.name,
         version: BigInt(v.version),
-        outputs: rowOutputs(r.outputs, r.rows, req.outputNames),
-        requestId: req.requestId || randomUUID(),
+        outputs,
+        requestId,
         queueTimeUs: BigInt(Math.round(r.queueUs)),
         computeTimeUs: BigInt(Math.round(r.computeUs)),
       };

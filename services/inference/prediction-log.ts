@@ -1,0 +1,418 @@
+// The prediction log: every scored row becomes a PredictionLogged record, buffered per model
+// and published in PredictionLogBatch events off the response path (msg id = the batch's
+// event id). When NATS does not ack in time, batches go to a local append-only spool file
+// (4-byte big-endian length + PredictionLogBatch bytes per batch, fsync'd per write) and are
+// replayed in order, with their original msg ids, once NATS answers again; the spool is
+// truncated only after every batch in it is acked. A start with a non-empty spool replays
+// it before anything new is sent.
+
+import { createHmac, randomUUID } from "node:crypto";
+import { mkdir, open, stat, truncate } from "node:fs/promises";
+import path from "node:path";
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { trace } from "@opentelemetry/api";
+import { Counter, Gauge, type Registry } from "prom-client";
+import {
+  PredictionLogBatchSchema,
+  PredictionLoggedSchema,
+  type PredictionLogBatch,
+  type PredictionLogged,
+} from "../../gen/mlmesh/events/v1/inference_events_pb.js";
+import type { Row, RowOutputSchema } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
+import { ValueSchema } from "../../gen/mlmesh/types/v1/types_pb.js";
+import type { EventBus } from "../../lib/events.js";
+import type { Logger } from "../../lib/logger.js";
+import { product, type DenseTensor } from "./tensors.js";
+
+export interface PredictionLogOptions {
+  /** Records per batch before a flush (default 500). */
+  readonly maxBatchRecords?: number;
+  /** Flush interval, ms (default 100). */
+  readonly flushIntervalMs?: number;
+  /** A publish not acked within this is taken as NATS unavailable: spool (default 1500 ms). */
+  readonly publishTimeoutMs?: number;
+  /** While spooling, how often to try NATS again when no probe is outstanding (default 1000 ms). */
+  readonly retryIntervalMs?: number;
+  /** Input columns holding PII, replaced by a salted HMAC-SHA256 (hex). Default: none (issue #9 brings the tags). */
+  readonly piiColumns?: ReadonlySet<string>;
+  /** Salt (HMAC key) for PII hashing. */
+  readonly piiSalt?: string;
+}
+
+export interface PredictionLogMetrics {
+  readonly records: Counter<"model">;
+  readonly batches: Counter<"model">;
+  readonly spooled: Counter;
+  readonly spoolBytes: Gauge;
+}
+
+export function createPredictionLogMetrics(registry: Registry): PredictionLogMetrics {
+  return {
+    records: new Counter({ name: "mlmesh_inference_prediction_log_records_total", help: "Prediction records logged (buffered for publishing).", labelNames: ["model"] as const, registers: [registry] }),
+    batches: new Counter({ name: "mlmesh_inference_prediction_log_batches_published_total", help: "Prediction log batches acked by JetStream.", labelNames: ["model"] as const, registers: [registry] }),
+    spooled: new Counter({ name: "mlmesh_inference_prediction_log_records_spooled_total", help: "Prediction records written to the local spool while NATS was unavailable.", registers: [registry] }),
+    spoolBytes: new Gauge({ name: "mlmesh_inference_prediction_log_spool_bytes", help: "Size of the local prediction log spool file.", registers: [registry] }),
+  };
+}
+
+export const predictionSubject = (model: string) => `mlmesh.inference.predictions.${model}`;
+
+type ValueInit = MessageInitShape<typeof ValueSchema>;
+type RowOutputInit = MessageInitShape<typeof RowOutputSchema>;
+
+/** What one scoring call hands to the log; turned into records after the response is sent. */
+export interface ScoredCall {
+  readonly requestId: string;
+  readonly modelName: string;
+  readonly version: number;
+  readonly latencyUs: number;
+  readonly timeMs: number;
+  readonly servedAs?: string;
+  readonly endpoint?: string;
+  /** Named rows (Score rows), or dense feeds to slice per row. */
+  readonly rows?: readonly Row[];
+  readonly feeds?: Record<string, DenseTensor>;
+  readonly rowCount: number;
+  readonly outputs: readonly RowOutputInit[] | (() => readonly RowOutputInit[]);
+}
+
+/** Per-row values of dense feeds: a scalar per [N] or [N, 1] input, else a float vector. */
+export function inputsFromFeeds(feeds: Record<string, DenseTensor>, rows: number): Array<Record<string, ValueInit>> {
+  const result: Array<Record<string, ValueInit>> = Array.from({ length: rows }, () => ({}));
+  for (const [name, t] of Object.entries(feeds)) {
+    const per = product(t.dims.slice(1)) || 1;
+    for (let r = 0; r < rows; r++) {
+      const slice = t.data.subarray(r * per, (r + 1) * per) as ArrayLike<number | bigint>;
+      let v: ValueInit;
+      if (per === 1) {
+        const x = slice[0]!;
+        v = t.type === "int64" || t.type === "int32" ? { kind: { case: "int64Value", value: BigInt(x) } } : t.type === "bool" ? { kind: { case: "boolValue", value: x !== 0 } } : { kind: { case: "doubleValue", value: Number(x) } };
+      } else {
+        v = { kind: { case: "floatVectorValue", value: { values: Array.from(slice, Number) } } };
+      }
+      result[r]![name] = v;
+    }
+  }
+  return result;
+}
+
+/** Replaces PII columns of a record's inputs by a salted HMAC-SHA256 (hex) of their value. */
+export function maskInputs(record: PredictionLogged, pii: ReadonlySet<string>, salt: string): PredictionLogged {
+  if (pii.size === 0) return record;
+  for (const [k, v] of Object.entries(record.inputs)) {
+    const short = k.includes(":") ? k.slice(k.indexOf(":") + 1) : k;
+    if (!pii.has(k) && !pii.has(short)) continue;
+    const clear = v.kind.case === undefined ? "" : v.kind.case === "floatVectorValue" ? v.kind.value.values.join(",") : String(v.kind.value);
+    record.inputs[k] = create(ValueSchema, { kind: { case: "stringValue", value: createHmac("sha256", salt).update(clear).digest("hex") } });
+  }
+  return record;
+}
+
+interface Pending {
+  readonly subject: string;
+  readonly msgId: string;
+  readonly model: string;
+  readonly records: number;
+  readonly data: Uint8Array;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class PredictionLog {
+  private readonly buffers = new Map<string, PredictionLogged[]>();
+  private readonly queue: Pending[] = [];
+  private readonly spoolPath: string;
+  private spoolMode = false;
+  private spoolSize = 0;
+  /** Bytes of the spool already acked in the current replay. */
+  private replayOffset = 0;
+  private recoveryWanted = false;
+  private probing = false;
+  private running: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closing = false;
+  private closeDeadline = Infinity;
+  private sequence = 0n;
+  private readonly maxBatch: number;
+  private readonly publishTimeoutMs: number;
+  private readonly retryIntervalMs: number;
+  private readonly pii: ReadonlySet<string>;
+  private readonly salt: string;
+
+  private constructor(
+    private readonly bus: EventBus,
+    dataDir: string,
+    private readonly metrics: PredictionLogMetrics,
+    private readonly logger: Logger,
+    private readonly opts: PredictionLogOptions,
+  ) {
+    this.spoolPath = path.join(dataDir, "inference", "prediction-log.spool");
+    this.maxBatch = opts.maxBatchRecords ?? 500;
+    this.publishTimeoutMs = opts.publishTimeoutMs ?? 1500;
+    this.retryIntervalMs = opts.retryIntervalMs ?? 1000;
+    this.pii = opts.piiColumns ?? new Set();
+    this.salt = opts.piiSalt ?? "";
+  }
+
+  /** Opens the log; a spool left by an earlier run is replayed before anything new. */
+  static async open(deps: { bus: EventBus; dataDir: string; metrics: PredictionLogMetrics; logger: Logger; options?: PredictionLogOptions }): Promise<PredictionLog> {
+    const log = new PredictionLog(deps.bus, deps.dataDir, deps.metrics, deps.logger, deps.options ?? {});
+    await mkdir(path.dirname(log.spoolPath), { recursive: true });
+    const size = await stat(log.spoolPath).then((s) => s.size, () => 0);
+    if (size > 0) {
+      log.spoolSize = size;
+      log.spoolMode = true;
+      log.recoveryWanted = true;
+      deps.logger.info({ spool: log.spoolPath, bytes: size }, "prediction log: replaying the spool of an earlier run");
+      log.kick();
+    }
+    log.metrics.spoolBytes.set(log.spoolSize);
+    log.timer = setInterval(() => log.flush(), deps.options?.flushIntervalMs ?? 100);
+    log.timer.unref();
+    return log;
+  }
+
+  /** Records a scored call; the records are built on a later tick, off the response path. */
+  log(call: ScoredCall): void {
+    if (this.closing) return;
+    const span = trace.getActiveSpan()?.spanContext();
+    const traceId = span && span.traceId !== "00000000000000000000000000000000" ? span.traceId : "";
+    setImmediate(() => {
+      try {
+        this.append(call, traceId);
+      } catch (err) {
+        this.logger.error({ err, model: call.modelName }, "prediction log: could not build records");
+      }
+    });
+  }
+
+  private append(call: ScoredCall, traceId: string): void {
+    const outputs = typeof call.outputs === "function" ? call.outputs() : call.outputs;
+    const dense = call.rows ? undefined : call.feeds ? inputsFromFeeds(call.feeds, call.rowCount) : undefined;
+    const bufferOf = () => {
+      let b = this.buffers.get(call.modelName);
+      if (!b) this.buffers.set(call.modelName, (b = []));
+      return b;
+    };
+    const time = timestampFromMs(call.timeMs);
+    for (let r = 0; r < call.rowCount; r++) {
+      const row = call.rows?.[r];
+      const record = create(PredictionLoggedSchema, {
+        requestId: call.requestId,
+        traceId,
+        entity: row?.entity,
+        modelName: call.modelName,
+        version: BigInt(call.version),
+        inputs: row ? row.values : (dense?.[r] ?? {}),
+        output: outputs[r],
+        latencyUs: BigInt(Math.round(call.latencyUs)),
+        time,
+        servedAs: call.servedAs ?? "",
+        rowIndex: r,
+        endpoint: call.endpoint ?? "",
+      });
+      const buf = bufferOf();
+      buf.push(maskInputs(record, this.pii, this.salt));
+      if (buf.length >= this.maxBatch) this.cut(call.modelName);
+    }
+    this.metrics.records.inc({ model: call.modelName }, call.rowCount);
+  }
+
+  /** Moves every buffered record into batches and starts sending. */
+  flush(): void {
+    for (const model of [...this.buffers.keys()]) this.cut(model);
+  }
+
+  private cut(model: string): void {
+    const records = this.buffers.get(model);
+    if (!records || records.length === 0) return;
+    this.buffers.set(model, []);
+    for (let i = 0; i < records.length; i += this.maxBatch) {
+      const part = records.slice(i, i + this.maxBatch);
+      const eventId = randomUUID();
+      const batch = create(PredictionLogBatchSchema, {
+        meta: { eventId, occurredAt: timestampFromMs(Date.now()), producer: "inference", sequence: ++this.sequence },
+        records: part,
+      });
+      this.queue.push({ subject: predictionSubject(model), msgId: eventId, model, records: part.length, data: toBinary(PredictionLogBatchSchema, batch) });
+    }
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.running) return;
+    let failed = false;
+    this.running = this.run()
+      .catch((err) => {
+        failed = true;
+        this.logger.error({ err, spool: this.spoolPath }, "prediction log: sender failed; retrying");
+      })
+      .finally(() => {
+        this.running = undefined;
+        if (failed) {
+          if (!this.closing) setTimeout(() => this.kick(), this.retryIntervalMs).unref();
+        } else if (this.queue.length > 0 || (this.recoveryWanted && !this.closing)) this.kick();
+      });
+  }
+
+  /** Publishes with a timeout; on timeout the publish stays queued in the bus and becomes the probe. */
+  private async tryPublish(p: Pending): Promise<boolean> {
+    const publish = this.bus.publishEncoded(p.subject, p.data, { msgId: p.msgId });
+    const limit = Math.max(0, Math.min(this.publishTimeoutMs, this.closeDeadline - Date.now()));
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      publish.then(() => "acked" as const, () => "failed" as const),
+      new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), limit))),
+    ]);
+    clearTimeout(timer);
+    if (outcome === "acked") {
+      this.metrics.batches.inc({ model: p.model });
+      return true;
+    }
+    this.enterSpoolMode(outcome === "timeout" ? publish : undefined);
+    return false;
+  }
+
+  private enterSpoolMode(probe: Promise<unknown> | undefined): void {
+    if (!this.spoolMode) this.logger.warn({ spool: this.spoolPath }, "prediction log: NATS not acking; spooling batches locally");
+    this.spoolMode = true;
+    this.recoveryWanted = false;
+    if (probe && !this.probing) {
+      this.probing = true;
+      probe.then(
+        () => {
+          this.probing = false;
+          this.recoveryWanted = true;
+          this.kick();
+        },
+        () => {
+          this.probing = false;
+          this.scheduleRetry();
+        },
+      );
+    } else if (!this.probing) this.scheduleRetry();
+  }
+
+  private scheduleRetry(): void {
+    if (this.closing || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.recoveryWanted = true;
+      this.kick();
+    }, this.retryIntervalMs);
+    this.retryTimer.unref();
+  }
+
+  private async run(): Promise<void> {
+    for (;;) {
+      if (!this.spoolMode) {
+        const p = this.queue[0];
+        if (!p) return;
+        if (this.closing && Date.now() >= this.closeDeadline) {
+          this.spoolMode = true;
+          continue;
+        }
+        if (await this.tryPublish(p)) this.queue.shift();
+        continue;
+      }
+      if (this.queue.length > 0) await this.spoolQueued();
+      if (!this.recoveryWanted || this.closing) return;
+      if (!(await this.replay())) return;
+    }
+  }
+
+  /** Appends every queued batch to the spool in one write, fsync'd. */
+  private async spoolQueued(): Promise<void> {
+    const batches = this.queue.slice();
+    const parts: Buffer[] = [];
+    for (const p of batches) {
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(p.data.length);
+      parts.push(len, Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength));
+    }
+    const bytes = Buffer.concat(parts);
+    const fh = await open(this.spoolPath, "a");
+    try {
+      await fh.write(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    this.queue.splice(0, batches.length);
+    this.spoolSize += bytes.length;
+    this.metrics.spoolBytes.set(this.spoolSize);
+    this.metrics.spooled.inc(batches.reduce((n, p) => n + p.records, 0));
+  }
+
+  /**
+   * Sends the spool from the replay offset, in order, with the original msg ids. True when it
+   * is empty afterwards (truncated, back to direct publishing); false when NATS stopped acking.
+   */
+  private async replay(): Promise<boolean> {
+    const fh = await open(this.spoolPath, "r").catch(() => undefined);
+    let size = 0;
+    let at = this.replayOffset;
+    try {
+      size = fh ? (await fh.stat()).size : 0;
+      const head = Buffer.alloc(4);
+      while (fh && at + 4 <= size) {
+        await fh.read(head, 0, 4, at);
+        const len = head.readUInt32BE(0);
+        if (at + 4 + len > size) break; // torn tail of a crash: dropped below
+        const bytes = Buffer.alloc(len);
+        await fh.read(bytes, 0, len, at + 4);
+        let batch: PredictionLogBatch;
+        try {
+          batch = fromBinary(PredictionLogBatchSchema, bytes);
+        } catch (err) {
+          this.logger.error({ err, offset: at }, "prediction log: unreadable spool entry; dropping the rest of the spool");
+          break;
+        }
+        const model = batch.records[0]?.modelName ?? "";
+        const ok = model === "" || (await this.tryPublish({ subject: predictionSubject(model), msgId: batch.meta?.eventId ?? randomUUID(), model, records: batch.records.length, data: bytes }));
+        if (!ok) return false;
+        at += 4 + len;
+        this.replayOffset = at;
+        // New batches keep their place: behind what is spooled.
+        if (this.queue.length > 0) await this.spoolQueued();
+      }
+    } finally {
+      await fh?.close();
+    }
+    if (this.queue.length > 0) await this.spoolQueued();
+    // Appended while replaying: go round again. Truncate only once everything in it is acked.
+    const now = await stat(this.spoolPath).then((st) => st.size, () => 0);
+    if (now !== size) return true;
+    await truncate(this.spoolPath, 0).catch(() => undefined);
+    this.spoolSize = 0;
+    this.replayOffset = 0;
+    this.spoolMode = false;
+    this.recoveryWanted = false;
+    this.metrics.spoolBytes.set(0);
+    this.logger.info("prediction log: spool replayed; publishing directly again");
+    return true;
+  }
+
+  /** Batches cut but neither acked nor spooled yet. */
+  pendingBatches(): number {
+    return this.queue.length;
+  }
+
+  /** Flushes (bounded by timeoutMs); what is not acked by then is spooled for the next start. */
+  async close(timeoutMs = 3000): Promise<void> {
+    // Records scheduled with setImmediate land first.
+    await new Promise((r) => setImmediate(r));
+    this.closing = true;
+    this.closeDeadline = Date.now() + timeoutMs;
+    clearInterval(this.timer);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.flush();
+    while (this.running) await this.running;
+    if (this.queue.length > 0) await this.spoolQueued();
+    if (this.spoolSize > 0) this.logger.warn({ spool: this.spoolPath, bytes: this.spoolSize }, "prediction log: batches left spooled for the next start");
+    await sleep(0);
+  }
+}

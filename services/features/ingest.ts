@@ -119,12 +119,27 @@ export class FeatureWriter {
     this.purgeRequests = sqlite.prepare("DELETE FROM write_requests WHERE time < ?");
   }
 
+  /** The answer already given to `requestId` within the idempotency window, if any. */
+  seenResult(requestId: string, now: number): WriteResult | undefined {
+    if (!requestId) return undefined;
+    const seen = this.seenRequest.get(requestId, now - IDEMPOTENCY_WINDOW_MS) as string | undefined;
+    return seen ? (JSON.parse(seen) as WriteResult) : undefined;
+  }
+
+  /** Remember the answer to `requestId`; must run inside the transaction of the write. */
+  recordResult(requestId: string, result: WriteResult, now: number): void {
+    if (!requestId) return;
+    if (now - this.lastPurge > 3600_000) {
+      this.purgeRequests.run(now - IDEMPOTENCY_WINDOW_MS);
+      this.lastPurge = now;
+    }
+    this.recordRequest.run(requestId, JSON.stringify(result), now);
+  }
+
   async write(input: WriteInput): Promise<WriteResult> {
     const now = this.clock();
-    if (input.requestId) {
-      const seen = this.seenRequest.get(input.requestId, now - IDEMPOTENCY_WINDOW_MS) as string | undefined;
-      if (seen) return JSON.parse(seen) as WriteResult;
-    }
+    const seen = this.seenResult(input.requestId, now);
+    if (seen) return seen;
     const view = this.defs.requireView(input.view);
     const rows = checkRows(view, input, now, this.opts);
     let min = Infinity;
@@ -146,13 +161,7 @@ export class FeatureWriter {
         scope: view.name,
         after: { rows: rows.length, onlineRowsUpdated, offlineOnly: input.offlineOnly, minEventTime: rows.length ? min : null, maxEventTime: rows.length ? max : null },
       });
-      if (input.requestId) {
-        if (now - this.lastPurge > 3600_000) {
-          this.purgeRequests.run(now - IDEMPOTENCY_WINDOW_MS);
-          this.lastPurge = now;
-        }
-        this.recordRequest.run(input.requestId, JSON.stringify(result), now);
-      }
+      this.recordResult(input.requestId, result, now);
     })();
     if (rows.length > 0) {
       this.metrics.ingestRows.inc({ view: view.name, source: input.source }, rows.length);

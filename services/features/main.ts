@@ -11,6 +11,7 @@ import type { Runtime, ServiceHandle } from "../../lib/runtime.js";
 import { serviceRegistration } from "../../lib/server.js";
 import { hostService } from "../../lib/service-host.js";
 import { STREAMS } from "../../lib/streams.js";
+import { BulkIngestor } from "./bulk-ingest.js";
 import { FeatureWriter } from "./ingest.js";
 import { createFeatureMetrics } from "./metrics.js";
 import { OfflineStore } from "./offline-store.js";
@@ -70,15 +71,18 @@ export async function startFeatures(rt: Runtime, options: FeaturesOptions = {}):
       const newest = offline.newestEventTime(name);
       if (newest !== undefined) metrics.noteWrite(name, newest);
     }
-    const writer = new FeatureWriter(handle.sqlite, defs, offline, online, defs.audit, metrics, {
+    const writerOptions = {
       maxFutureSkewMs: options.maxFutureSkewMs ?? 5 * 60_000,
       maxRowsPerWrite: options.maxRowsPerWrite ?? 100_000,
-    }, clock);
+    };
+    const writer = new FeatureWriter(handle.sqlite, defs, offline, online, defs.audit, metrics, writerOptions, clock);
+    const ingestor = new BulkIngestor(handle.sqlite, defs, online, defs.audit, metrics, writer, writerOptions, clock);
     const limits = { maxEntitiesPerRead: options.maxEntitiesPerRead ?? 10_000, maxHistoricalRows: options.maxHistoricalRows ?? 1_000_000 };
     const impl = createFeatureService({
       defs,
       transforms,
       writer,
+      ingestor,
       planner: new ReadPlanner(defs, transforms),
       onlineReader: new OnlineReader(online, metrics, limits),
       historicalReader: new HistoricalReader(offline, metrics, limits),
@@ -93,7 +97,7 @@ export async function startFeatures(rt: Runtime, options: FeaturesOptions = {}):
       name: "features",
       logger,
       metrics: rpcMetrics,
-      services: [serviceRegistration(FeatureService, impl, "IngestFeatures and Materialize land later in issue #5")],
+      services: [serviceRegistration(FeatureService, impl, "Materialize lands later in issue #5")],
       close: async () => {
         await outbox.stop();
         await store.close();

@@ -69,3 +69,21 @@ export const writeRequests = sqliteTable("write_requests", {
   responseJson: text("response_json").notNull(),
   time: integer("time").notNull(),
 });
+
+/**
+ * IngestFeatures uploads in flight: rows checked and staged per chunk (one transaction
+ * each), moved to the stores in one step when the stream ends, deleted on any failure.
+ * Rows left by a process that died mid-upload are dropped at start.
+ */
+export const ingestStaging = sqliteTable(
+  "ingest_staging",
+  {
+    uploadId: text("upload_id").notNull(),
+    /** Arrival order within the upload (equal event times: the later row wins). */
+    seq: integer("seq").notNull(),
+    entityKey: text("entity_key").notNull(),
+    eventTime: integer("event_time").notNull(),
+    valuesJson: text("values_json").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.uploadId, t.seq] })],
+);

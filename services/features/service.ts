@@ -1,16 +1,18 @@
 // FeatureService handlers: validate, call the domain, map the result. Definitions,
-// writes, online and historical reads, freshness and audit are served here; streaming
-// ingest and materialization answer UNIMPLEMENTED until they land.
+// writes, streaming ingest, online and historical reads, freshness and audit are served
+// here; materialization answers UNIMPLEMENTED until it lands.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, type TimestampSchema } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { FeatureValueSchema } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
-import type { FeatureService, GetOnlineFeaturesResponse } from "../../gen/mlmesh/features/v1/features_service_pb.js";
+import type { FeatureService, GetOnlineFeaturesResponse, IngestFeaturesRequest } from "../../gen/mlmesh/features/v1/features_service_pb.js";
 import { acceptsPreEncoded, answerPreEncoded } from "../../lib/pre-encoded.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { ValidationError } from "../../lib/errors.js";
 import { decodePageToken, encodePageToken, pageSize } from "../../lib/paging.js";
 import { principalOf } from "../../lib/principal.js";
+import type { BulkIngestor, Upload } from "./bulk-ingest.js";
 import type { FeatureWriter } from "./ingest.js";
 import {
   durationFromMs,
@@ -42,6 +44,7 @@ export interface FeatureServiceDeps {
   readonly defs: DefinitionStore;
   readonly transforms: TransformRegistry;
   readonly writer: FeatureWriter;
+  readonly ingestor: BulkIngestor;
   readonly planner: ReadPlanner;
   readonly onlineReader: OnlineReader;
   readonly historicalReader: HistoricalReader;
@@ -78,7 +81,39 @@ function valuesToProto(values: readonly ReadValue[], plan: ReadPlan): FeatureVal
   return out;
 }
 
+/** The next message, or the cancellation of the call if that comes first. */
+function nextOrAbort<T>(it: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
+  const cancelled = () => (signal.reason instanceof Error ? signal.reason : new ConnectError("the client cancelled the call", Code.Canceled));
+  if (signal.aborted) return Promise.reject(cancelled());
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(cancelled());
+    signal.addEventListener("abort", onAbort, { once: true });
+    it.next().then(
+      (r) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(r);
+      },
+      (err) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+const tsOrUndefined = (ms: number) => (Number.isFinite(ms) ? timestampFromMs(ms) : undefined);
+
 const reasonOf = (reason: string) => validateText(reason, "reason", 4096);
+
+/** A row's event time; errors name the row as `line N: event_time: ...`. */
+function timestampOrLabelled(ts: Parameters<typeof timestampToMs>[0], label: string): number {
+  try {
+    return timestampToMs(ts, "event_time");
+  } catch (err) {
+    if (err instanceof ValidationError) throw new ValidationError(label, err.message);
+    throw err;
+  }
+}
 
 export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceImpl<typeof FeatureService>> {
   const { defs, writer, planner, onlineReader, historicalReader, clock } = deps;
@@ -176,6 +211,67 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
         source: "write",
       });
       return { rowsWritten: BigInt(result.rowsWritten), onlineRowsUpdated: BigInt(result.onlineRowsUpdated) };
+    },
+
+    async ingestFeatures(reqs, ctx) {
+      const it = reqs[Symbol.asyncIterator]();
+      const first = await nextOrAbort<IngestFeaturesRequest>(it, ctx.signal);
+      if (first.done || first.value.payload.case !== "header") {
+        throw new ValidationError("header", "the first message of an upload must be a header");
+      }
+      const h = first.value.payload.value;
+      validateName(h.view, "header.view");
+      if (h.requestId.length > 128) throw new ValidationError("header.request_id", "at most 128 characters");
+      if (h.expectedRows < 0n) throw new ValidationError("header.expected_rows", "must be >= 0");
+      const begun = deps.ingestor.begin({
+        view: h.view,
+        featureNames: h.featureNames,
+        source: validateText(h.source, "header.source", 1024),
+        offlineOnly: h.offlineOnly,
+        requestId: h.requestId,
+        expectedRows: Number(h.expectedRows),
+        principal: principalOf(ctx),
+      });
+      try {
+        let message = 1;
+        for (;;) {
+          const r = await nextOrAbort(it, ctx.signal);
+          if (r.done) break;
+          if (r.value.payload.case !== "chunk") throw new ValidationError(`messages[${message}]`, "only the first message is a header; every later one must be a chunk");
+          message++;
+          // A replayed request id: the upload was committed before; read the rest and answer as then.
+          if ("replay" in begun) continue;
+          const upload: Upload = begun.upload;
+          const { rows, sourceLines } = r.value.payload.value;
+          if (sourceLines.length !== 0 && sourceLines.length !== rows.length) {
+            throw new ValidationError(`messages[${message - 1}].source_lines`, `must be empty or one per row (${rows.length}), got ${sourceLines.length}`);
+          }
+          const offset = upload.rowCount;
+          const labelOf = (i: number) => (sourceLines.length ? `line ${sourceLines[i]}` : `rows[${offset + i}]`);
+          upload.stage(
+            rows.map((row, i) => ({
+              entityKey: entityKeyFromProto(row.entityKey),
+              eventTime: timestampOrLabelled(row.eventTime, labelOf(i)),
+              values: row.values.map(scalarFromValue),
+            })),
+            sourceLines.map(Number),
+          );
+        }
+        // A cancelled HTTP/2 stream (RST_STREAM) also ends the request stream, and grpc-js
+        // reports the cancellation just after: let it land before committing anything.
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        if (ctx.signal.aborted) throw new ConnectError("the client cancelled the call", Code.Canceled);
+        const result = "replay" in begun ? begun.replay : await begun.upload.commit();
+        return {
+          rowsAccepted: BigInt(result.rowsWritten),
+          onlineRowsUpdated: BigInt(result.onlineRowsUpdated),
+          minEventTime: tsOrUndefined(result.minEventTime),
+          maxEventTime: tsOrUndefined(result.maxEventTime),
+        };
+      } finally {
+        // Idempotent; after a commit there is nothing left to delete.
+        if ("upload" in begun) begun.upload.discard();
+      }
     },
 
     async getOnlineFeatures(req, ctx) {

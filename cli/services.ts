@@ -10,6 +10,7 @@ export const SERVICE_STARTERS: Readonly<Record<ServiceName, (rt: Runtime) => Pro
     (await import("../services/features/main.js")).startFeatures(rt, {
       onlineStore: rt.config.features.onlineStore,
       redisUrl: rt.config.features.redisUrl,
+      redisKeyPrefix: rt.config.features.redisKeyPrefix,
     }),
   inference: async (rt) => (await import("../services/inference/main.js")).startInference(rt, rt.config.inference),
   router: async (rt) => (await import("../services/router/main.js")).startRouter(rt),

@@ -194,9 +194,11 @@ export function createServiceClient<T extends DescService>(service: T, baseUrl: 
           void (async () => {
             try {
               for await (const r of reqs) {
+                if (callOpts?.signal?.aborted) return;
                 if (!call.write(r)) await new Promise((ok) => call.once("drain", ok));
               }
-              call.end();
+              // Never half-close a cancelled call: the server would see a complete upload.
+              if (!callOpts?.signal?.aborted) call.end();
             } catch (err) {
               call.cancel();
               reject(toConnectError(err));

@@ -54,6 +54,8 @@ export interface Config {
     /** Where the online store keeps the latest values: embedded SQLite or a Redis server. */
     readonly onlineStore: "sqlite" | "redis";
     readonly redisUrl: string;
+    /** Key prefix in Redis, so several meshes (or test runs) can share one server. */
+    readonly redisKeyPrefix: string;
   };
   readonly otel: {
     readonly endpoint: string | undefined;
@@ -186,6 +188,10 @@ export function loadConfig(env: Env): Config {
 
   const onlineStore = readEnum<"sqlite" | "redis">(env, "MLMESH_FEATURES_ONLINE_STORE", ["sqlite", "redis"], "sqlite");
   const redisUrl = readUrl(env, "MLMESH_REDIS_URL", ["redis:", "rediss:"]) ?? "redis://127.0.0.1:6379";
+  const redisKeyPrefix = env.MLMESH_FEATURES_REDIS_PREFIX?.trim() || "mlmesh:features:";
+  if (/\s/.test(redisKeyPrefix) || redisKeyPrefix.length > 200) {
+    throw new ConfigError("MLMESH_FEATURES_REDIS_PREFIX", "a key prefix without spaces, at most 200 characters", redisKeyPrefix);
+  }
 
   const otelEndpoint = readUrl(env, "OTEL_EXPORTER_OTLP_ENDPOINT", ["http:", "https:"]);
   const otelProtocol = readEnum<OtlpProtocol>(
@@ -207,7 +213,7 @@ export function loadConfig(env: Env): Config {
     maxMessageBytes,
     maxDeadlineMs,
     inference,
-    features: Object.freeze({ onlineStore, redisUrl }),
+    features: Object.freeze({ onlineStore, redisUrl, redisKeyPrefix }),
     otel: Object.freeze({
       endpoint: otelEndpoint,
       protocol: otelProtocol,
@@ -239,6 +245,7 @@ export const CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: string; me
   { name: "MLMESH_INFERENCE_PRELOAD", default: "(none)", meaning: "model refs loaded before the service is ready" },
   { name: "MLMESH_FEATURES_ONLINE_STORE", default: "sqlite", meaning: "online feature store: sqlite or redis" },
   { name: "MLMESH_REDIS_URL", default: "redis://127.0.0.1:6379", meaning: "Redis for the online store when it is redis" },
+  { name: "MLMESH_FEATURES_REDIS_PREFIX", default: "mlmesh:features:", meaning: "key prefix of the Redis online store" },
   { name: "OTEL_EXPORTER_OTLP_ENDPOINT", default: "(unset)", meaning: "OTLP/HTTP collector; unset: no export" },
   { name: "OTEL_EXPORTER_OTLP_PROTOCOL", default: "http/protobuf", meaning: "http/protobuf or http/json" },
 ];

@@ -153,6 +153,10 @@ export function createGrpcJsServer(opts: {
       const requests = (call: grpc.ServerReadableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>) =>
         (async function* () {
           for await (const chunk of call as AsyncIterable<Buffer>) yield decode(method.input, chunk);
+          // A client that cancels (RST_STREAM) also ends the request stream, and grpc-js
+          // reports the cancellation only afterwards: a handler must not mistake that for
+          // the end of the upload and commit it.
+          if (requestStreamAborted(call)) throw new ConnectError("the client cancelled the call", Code.Canceled);
         })();
 
       if (!clientStreams && !serverStreams) {
@@ -204,6 +208,22 @@ export function createGrpcJsServer(opts: {
     server.addService(definition, handlers);
   }
   return server;
+}
+
+/**
+ * Whether the HTTP/2 stream under a grpc-js call was reset by the client. grpc-js does not
+ * expose it, so this walks its (stable since 1.10) call chain to the Node stream and reads
+ * Node's public Http2Stream state; `cancelled` covers the case where grpc-js already knows.
+ */
+function requestStreamAborted(call: unknown): boolean {
+  const c = call as { cancelled?: boolean; call?: unknown };
+  if (c.cancelled) return true;
+  let node = c.call as { stream?: { aborted?: boolean; destroyed?: boolean; rstCode?: number }; nextCall?: unknown } | undefined;
+  for (let depth = 0; node && depth < 8; depth++) {
+    if (node.stream) return Boolean(node.stream.aborted || node.stream.destroyed || (node.stream.rstCode ?? 0) !== 0);
+    node = node.nextCall as typeof node;
+  }
+  return false;
 }
 
 export function bindGrpcServer(server: grpc.Server, host: string, port: number): Promise<number> {

@@ -22,6 +22,9 @@ export interface GrpcServiceBinding {
 
 const identity = (b: Buffer) => b;
 
+/** How long the end of a client stream waits for a trailing cancellation (see requests()). */
+const CANCEL_GRACE_MS = 100;
+
 /** HandlerContext for a grpc-js call; request headers are materialised only when read. */
 class GrpcJsHandlerContext implements HandlerContext {
   readonly requestMethod = "POST";
@@ -156,6 +159,19 @@ export function createGrpcJsServer(opts: {
           // A client that cancels (RST_STREAM) also ends the request stream, and grpc-js
           // reports the cancellation only afterwards: a handler must not mistake that for
           // the end of the upload and commit it.
+          // grpc-js's client cancel half-closes first and resets after, so the reset can
+          // trail the end of the stream: give it a moment to land before the handler commits.
+          if (!requestStreamAborted(call)) {
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(done, CANCEL_GRACE_MS);
+              function done() {
+                clearTimeout(timer);
+                (call as NodeJS.EventEmitter).off("cancelled", done);
+                resolve();
+              }
+              (call as NodeJS.EventEmitter).once("cancelled", done);
+            });
+          }
           if (requestStreamAborted(call)) throw new ConnectError("the client cancelled the call", Code.Canceled);
         })();
 

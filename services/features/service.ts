@@ -257,9 +257,8 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
             sourceLines.map(Number),
           );
         }
-        // A cancelled HTTP/2 stream (RST_STREAM) also ends the request stream, and grpc-js
-        // reports the cancellation just after: let it land before committing anything.
-        await new Promise((resolve) => setTimeout(resolve, 5));
+        // lib/grpc-server.ts already turns a trailing client reset into CANCELLED at the end
+        // of the request stream; this covers a cancel that lands while the last chunk stages.
         if (ctx.signal.aborted) throw new ConnectError("the client cancelled the call", Code.Canceled);
         const result = "replay" in begun ? begun.replay : await begun.upload.commit();
         return {

@@ -19,6 +19,12 @@ Usage:
   mlmesh models push|list|show|promote|alias|policy|audit ...   the model registry (\`mlmesh models help\`)
   mlmesh features apply|list|get ...  feature views and online values (see \`mlmesh features help\`)
   mlmesh experiments create|start|stop|assign|report ...  the experiment service (\`mlmesh experiments help\`)
+  mlmesh endpoints apply|list|get|delete|plan ...   router endpoints and serving plans (\`mlmesh endpoints help\`)
+  mlmesh predict ENDPOINT --entity KEY=VALUE... [--json]   one prediction through the router
+  mlmesh rank ENDPOINT --entity KEY=VALUE --candidates a,b,c [--k N] [--json]   rank candidates
+  mlmesh rollout start|status|pause|resume|promote|rollback ...   progressive rollouts (\`mlmesh rollout help\`)
+  mlmesh score-batch MODEL_REF --in FILE --out FILE ...   batch scoring (\`mlmesh score-batch --help\`)
+  mlmesh certs dev [--out DIR]       development CA and per-service certificates for mTLS
   mlmesh ab analyze --data FILE.csv ... | ab sample-size ...   A/B statistics, offline (\`mlmesh ab help\`)
   mlmesh drift --reference REF.csv --current CUR.csv [--bins N] [--psi-threshold X] [--alpha A] [--json]
                                      per-column drift between two CSV files, offline (exit 1 on drift)
@@ -64,6 +70,15 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await (await import("./ab-command.js")).runAb(rest);
       case "features":
         return await (await import("./features-command.js")).runFeatures(loadConfig(process.env), rest);
+      case "endpoints":
+      case "predict":
+      case "rank":
+      case "rollout":
+        return await (await import("./router-command.js")).runRouterCommand(loadConfig(process.env), command, rest);
+      case "score-batch":
+        return await (await import("./score-batch-command.js")).runScoreBatch(loadConfig(process.env), rest);
+      case "certs":
+        return await (await import("./certs-command.js")).runCerts(loadConfig(process.env), rest);
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command)}; run \`mlmesh help\``);
     }

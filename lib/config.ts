@@ -1,5 +1,16 @@
 // Process configuration: every MLMESH_* variable (and the standard OTEL_* ones we honour)
-// is parsed here once, validated, and frozen. No other file reads process.env.
+// is parsed here once, validated, and frozen. No other file reads process.env. Each area
+// (inference, features, router, ...) reads its own variables in lib/config-<area>.ts.
+
+import { ConfigError, readEnum, readHostPort, readInt, readPort, readUrl, type Env } from "./config-read.js";
+import { EXPERIMENTS_CONFIG_VARIABLES, readExperimentsConfig, type ExperimentsConfig } from "./config-experiments.js";
+import { FEATURES_CONFIG_VARIABLES, readFeaturesConfig, type FeaturesConfig } from "./config-features.js";
+import { INFERENCE_CONFIG_VARIABLES, readInferenceConfig, type InferenceConfig } from "./config-inference.js";
+import { MONITORING_CONFIG_VARIABLES, readMonitoringConfig, type MonitoringConfig } from "./config-monitoring.js";
+import { readRouterConfig, ROUTER_CONFIG_VARIABLES, type RouterConfig } from "./config-router.js";
+import { readSecurityConfig, SECURITY_CONFIG_VARIABLES, type SecurityConfig } from "./config-security.js";
+
+export { ConfigError } from "./config-read.js";
 
 export const SERVICE_NAMES = ["registry", "features", "inference", "router", "experiments"] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
@@ -37,111 +48,17 @@ export interface Config {
   readonly maxMessageBytes: number;
   /** Longest deadline a server honours; a call without a deadline gets this one. */
   readonly maxDeadlineMs: number;
-  readonly inference: {
-    /** Session workers per model version; undefined = cores / intra-op threads. */
-    readonly workers: number | undefined;
-    readonly intraOpThreads: number;
-    readonly batching: boolean;
-    readonly maxBatchSize: number;
-    readonly maxQueueDelayUs: number;
-    readonly maxRowsPerRequest: number;
-    readonly allowNonFinite: boolean;
-    readonly maxLoadedVersions: number;
-    /** Model refs loaded and warmed before the service reports ready. */
-    readonly preload: readonly string[];
-  };
-  readonly features: {
-    /** Where the online store keeps the latest values: embedded SQLite or a Redis server. */
-    readonly onlineStore: "sqlite" | "redis";
-    readonly redisUrl: string;
-    /** Key prefix in Redis, so several meshes (or test runs) can share one server. */
-    readonly redisKeyPrefix: string;
-  };
+  readonly inference: InferenceConfig;
+  readonly features: FeaturesConfig;
+  readonly router: RouterConfig;
+  readonly experiments: ExperimentsConfig;
+  readonly monitoring: MonitoringConfig;
+  readonly security: SecurityConfig;
   readonly otel: {
     readonly endpoint: string | undefined;
     readonly protocol: OtlpProtocol;
     readonly serviceNamePrefix: string;
   };
-}
-
-/** Thrown for a bad variable; its message is the one line the process prints before exiting. */
-export class ConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    expected: string,
-    got: string,
-  ) {
-    super(`invalid ${variable}=${JSON.stringify(got)}: expected ${expected}`);
-    this.name = "ConfigError";
-  }
-}
-
-type Env = Readonly<Record<string, string | undefined>>;
-
-function readInt(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `an integer in [${min}, ${max}]`, raw);
-  const n = Number(raw.trim());
-  if (n < min || n > max) throw new ConfigError(name, `an integer in [${min}, ${max}]`, raw);
-  return n;
-}
-
-function readPort(env: Env, name: string, fallback: number): number {
-  // 0 asks the OS for a free port (tests use it).
-  return readInt(env, name, fallback, 0, 65535);
-}
-
-function readBool(env: Env, name: string, fallback: boolean): boolean {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const v = raw.trim().toLowerCase();
-  if (["1", "true", "yes", "on"].includes(v)) return true;
-  if (["0", "false", "no", "off"].includes(v)) return false;
-  throw new ConfigError(name, "true or false", raw);
-}
-
-function readList(env: Env, name: string, item: RegExp, expected: string): readonly string[] {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === "") return Object.freeze([]);
-  const items = raw.split(",").map((s) => s.trim()).filter(Boolean);
-  for (const i of items) if (!item.test(i)) throw new ConfigError(name, expected, raw);
-  return Object.freeze(items);
-}
-
-function readEnum<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const v = raw.trim().toLowerCase() as T;
-  if (!allowed.includes(v)) throw new ConfigError(name, `one of ${allowed.join(", ")}`, raw);
-  return v;
-}
-
-function readUrl(env: Env, name: string, schemes: readonly string[]): string | undefined {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === "") return undefined;
-  for (const part of raw.split(",")) {
-    let url: URL;
-    try {
-      url = new URL(part.trim());
-    } catch {
-      throw new ConfigError(name, `a URL (${schemes.map((s) => `${s}//host:port`).join(" or ")})`, raw);
-    }
-    if (!schemes.includes(url.protocol)) {
-      throw new ConfigError(name, `a URL with scheme ${schemes.join(" or ")}`, raw);
-    }
-  }
-  return raw.trim();
-}
-
-function readHostPort(env: Env, name: string, fallback: string): string {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const v = raw.trim();
-  if (!/^(https?:\/\/)?[A-Za-z0-9.\-[\]:]+:\d{1,5}$/.test(v)) {
-    throw new ConfigError(name, "host:port or http://host:port", raw);
-  }
-  return v.startsWith("http") ? v : `http://${v}`;
 }
 
 /** Parse and validate the environment. Throws ConfigError naming the first bad variable. */
@@ -173,26 +90,6 @@ export function loadConfig(env: Env): Config {
   const maxMessageBytes = readInt(env, "MLMESH_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024);
   const maxDeadlineMs = readInt(env, "MLMESH_MAX_DEADLINE_MS", 300_000, 1, 3_600_000);
 
-  const workersRaw = env.MLMESH_INFERENCE_WORKERS;
-  const inference = Object.freeze({
-    workers: workersRaw === undefined || workersRaw === "" ? undefined : readInt(env, "MLMESH_INFERENCE_WORKERS", 1, 1, 256),
-    intraOpThreads: readInt(env, "MLMESH_INFERENCE_INTRA_OP_THREADS", 1, 1, 256),
-    batching: readBool(env, "MLMESH_INFERENCE_BATCHING", true),
-    maxBatchSize: readInt(env, "MLMESH_INFERENCE_MAX_BATCH_SIZE", 64, 1, 65536),
-    maxQueueDelayUs: readInt(env, "MLMESH_INFERENCE_MAX_QUEUE_DELAY_US", 0, 0, 10_000_000),
-    maxRowsPerRequest: readInt(env, "MLMESH_INFERENCE_MAX_ROWS_PER_REQUEST", 10_000, 1, 10_000_000),
-    allowNonFinite: readBool(env, "MLMESH_INFERENCE_ALLOW_NON_FINITE", false),
-    maxLoadedVersions: readInt(env, "MLMESH_INFERENCE_MAX_LOADED_VERSIONS", 8, 1, 1024),
-    preload: readList(env, "MLMESH_INFERENCE_PRELOAD", /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}(@[A-Za-z0-9_.-]+)?$/, "comma-separated model refs (name or name@ref)"),
-  });
-
-  const onlineStore = readEnum<"sqlite" | "redis">(env, "MLMESH_FEATURES_ONLINE_STORE", ["sqlite", "redis"], "sqlite");
-  const redisUrl = readUrl(env, "MLMESH_REDIS_URL", ["redis:", "rediss:"]) ?? "redis://127.0.0.1:6379";
-  const redisKeyPrefix = env.MLMESH_FEATURES_REDIS_PREFIX?.trim() || "mlmesh:features:";
-  if (/\s/.test(redisKeyPrefix) || redisKeyPrefix.length > 200) {
-    throw new ConfigError("MLMESH_FEATURES_REDIS_PREFIX", "a key prefix without spaces, at most 200 characters", redisKeyPrefix);
-  }
-
   const otelEndpoint = readUrl(env, "OTEL_EXPORTER_OTLP_ENDPOINT", ["http:", "https:"]);
   const otelProtocol = readEnum<OtlpProtocol>(
     env,
@@ -212,8 +109,12 @@ export function loadConfig(env: Env): Config {
     shutdownGraceMs,
     maxMessageBytes,
     maxDeadlineMs,
-    inference,
-    features: Object.freeze({ onlineStore, redisUrl, redisKeyPrefix }),
+    inference: readInferenceConfig(env),
+    features: readFeaturesConfig(env),
+    router: readRouterConfig(env),
+    experiments: readExperimentsConfig(env),
+    monitoring: readMonitoringConfig(env),
+    security: readSecurityConfig(env),
     otel: Object.freeze({
       endpoint: otelEndpoint,
       protocol: otelProtocol,
@@ -234,18 +135,12 @@ export const CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: string; me
   { name: "MLMESH_SHUTDOWN_GRACE_MS", default: "10000", meaning: "drain time for in-flight calls on SIGTERM" },
   { name: "MLMESH_MAX_MESSAGE_BYTES", default: "16777216", meaning: "largest request or response message" },
   { name: "MLMESH_MAX_DEADLINE_MS", default: "300000", meaning: "deadline given to calls that carry none" },
-  { name: "MLMESH_INFERENCE_WORKERS", default: "cores / intra-op threads", meaning: "ONNX Runtime session workers per model version" },
-  { name: "MLMESH_INFERENCE_INTRA_OP_THREADS", default: "1", meaning: "ONNX Runtime threads per session" },
-  { name: "MLMESH_INFERENCE_BATCHING", default: "true", meaning: "dynamic batching by default" },
-  { name: "MLMESH_INFERENCE_MAX_BATCH_SIZE", default: "64", meaning: "rows per batched run" },
-  { name: "MLMESH_INFERENCE_MAX_QUEUE_DELAY_US", default: "0", meaning: "how long a request waits for others to join its batch" },
-  { name: "MLMESH_INFERENCE_MAX_ROWS_PER_REQUEST", default: "10000", meaning: "rows accepted in one Score call" },
-  { name: "MLMESH_INFERENCE_ALLOW_NON_FINITE", default: "false", meaning: "pass NaN/Inf inputs to models instead of refusing them" },
-  { name: "MLMESH_INFERENCE_MAX_LOADED_VERSIONS", default: "8", meaning: "LRU bound on loaded model versions" },
-  { name: "MLMESH_INFERENCE_PRELOAD", default: "(none)", meaning: "model refs loaded before the service is ready" },
-  { name: "MLMESH_FEATURES_ONLINE_STORE", default: "sqlite", meaning: "online feature store: sqlite or redis" },
-  { name: "MLMESH_REDIS_URL", default: "redis://127.0.0.1:6379", meaning: "Redis for the online store when it is redis" },
-  { name: "MLMESH_FEATURES_REDIS_PREFIX", default: "mlmesh:features:", meaning: "key prefix of the Redis online store" },
+  ...INFERENCE_CONFIG_VARIABLES,
+  ...FEATURES_CONFIG_VARIABLES,
+  ...ROUTER_CONFIG_VARIABLES,
+  ...EXPERIMENTS_CONFIG_VARIABLES,
+  ...MONITORING_CONFIG_VARIABLES,
+  ...SECURITY_CONFIG_VARIABLES,
   { name: "OTEL_EXPORTER_OTLP_ENDPOINT", default: "(unset)", meaning: "OTLP/HTTP collector; unset: no export" },
   { name: "OTEL_EXPORTER_OTLP_PROTOCOL", default: "http/protobuf", meaning: "http/protobuf or http/json" },
 ];

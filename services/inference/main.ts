@@ -21,6 +21,8 @@ import { createInferenceMetrics } from "./metrics.js";
 import { createPredictionLogMetrics, PredictionLog, type PredictionLogOptions } from "./prediction-log.js";
 import { createOipModelService, oipModelRestRoutes } from "./oip-models.js";
 import { createOipServerService, oipRestRoutes } from "./oip.js";
+import { startBatchJobs, type BatchJobs } from "./batch/index.js";
+import { startMonitoring, type Monitoring } from "./monitoring/index.js";
 import { createInferenceService } from "./service.js";
 
 /** Inference settings; the CLI would fill them from MLMESH_INFERENCE_* (defaults below). */
@@ -93,7 +95,12 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
   let ready = false;
   const isReady = () => ready;
   let aliasSub: Subscription | undefined;
+  let monitoring: Monitoring | undefined;
+  let batchJobs: BatchJobs | undefined;
   try {
+    // Monitoring (drift, quality) and batch jobs live in their own folders; they add methods.
+    monitoring = await startMonitoring({ rt, logger, metricsRegistry: rpcMetrics.registry, loader });
+    batchJobs = await startBatchJobs({ rt, logger, metricsRegistry: rpcMetrics.registry, loader, engine });
     // One durable consumer per replica (data dir + port), so a restart resumes where it was.
     const replica = createHash("sha256").update(`${path.resolve(rt.config.dataDir)}|${rt.config.ports.inference.grpc}`).digest("hex").slice(0, 12);
     aliasSub = await rt.bus.subscribe({
@@ -115,6 +122,8 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
     for (const ref of options.preload ?? []) await loader.acquire(ref);
   } catch (err) {
     await aliasSub?.stop();
+    await batchJobs?.close();
+    await monitoring?.close();
     await predictionLog.close();
     await loader.close();
     throw err;
@@ -127,7 +136,15 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
     metrics: rpcMetrics,
     readiness: isReady,
     services: [
-      { service: InferenceService, impl: createInferenceService({ loader, engine, predictionLog }), pendingNote: "lands with issue #4 (drift, quality, batch jobs)" },
+      {
+        service: InferenceService,
+        impl: {
+          ...createInferenceService({ loader, engine, predictionLog }),
+          ...monitoring.handlers,
+          ...batchJobs.handlers,
+        },
+        pendingNote: "not served by this build",
+      },
       {
         service: GRPCInferenceService,
         impl: { ...createOipServerService({ isReady }), ...createOipModelService({ loader, engine, predictionLog }) },
@@ -139,6 +156,8 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
     ],
     close: async () => {
       await aliasSub?.stop();
+      await batchJobs?.close();
+      await monitoring?.close();
       // Bounded flush; what NATS does not ack in time stays spooled for the next start.
       await predictionLog.close(Math.min(3000, rt.config.shutdownGraceMs));
       await loader.close();

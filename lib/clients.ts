@@ -3,6 +3,12 @@
 // Every call carries what is left of the caller's deadline (or a default) and a CLIENT span
 // whose context travels in the `traceparent` metadata, so the callee's SERVER span is its
 // child. Errors surface as ConnectError with the gRPC code, as on the server side.
+//
+// Credentials: with TLS material the channel is mTLS (our certificate, only the mesh CA
+// trusted). A call made while serving a request presents the service token and names the
+// caller in x-mlmesh-on-behalf-of (so the callee's audit log names the user), or, with no
+// service token configured, forwards the caller's own authorization; a call made outside a
+// request (CLI, background jobs) presents the client token, else the service token.
 
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
@@ -10,14 +16,29 @@ import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import { codeName } from "./errors.js";
+import { encodePrincipalHeader, ON_BEHALF_OF_HEADER } from "./auth/guard.js";
+import { currentPrincipal } from "./principal.js";
+import { grpcChannelCredentials, type TlsMaterial } from "./tls.js";
 import { ensureContextManager, getTracer, injectTraceContext, remainingMs } from "./telemetry.js";
 
 export interface ClientOptions {
   /** Deadline for calls made outside any request (CLI, background jobs). Default 30 s. */
   readonly defaultTimeoutMs?: number;
   readonly maxMessageBytes?: number;
-  /** Metadata added to every call (auth tokens, ...). */
+  /** Metadata added to every call. */
   readonly metadata?: Readonly<Record<string, string>>;
+  /** CA, certificate and key: connect with mTLS. */
+  readonly tls?: TlsMaterial;
+  /** Bearer credentials to present (see the header comment). */
+  readonly auth?: ClientAuth;
+}
+
+/** Complete authorization header values ("Bearer ..."), built once. */
+export interface ClientAuth {
+  /** Presented outside a request: the CLI's MLMESH_TOKEN. */
+  readonly client?: string;
+  /** The mesh's service token: presented inside a request (on behalf of the caller) and by background work. */
+  readonly service?: string;
 }
 
 export interface CallOptions {
@@ -27,12 +48,22 @@ export interface CallOptions {
 }
 
 const channels = new Map<string, grpc.Client>();
+const tlsIds = new WeakMap<TlsMaterial, number>();
+let nextTlsId = 1;
 
-function channelFor(baseUrl: string, maxMessageBytes: number | undefined): grpc.Client {
+/** Channels are shared per (target, credentials): different certificates never share one. */
+function tlsId(m: TlsMaterial): number {
+  let id = tlsIds.get(m);
+  if (id === undefined) tlsIds.set(m, (id = nextTlsId++));
+  return id;
+}
+
+function channelFor(baseUrl: string, maxMessageBytes: number | undefined, tls: TlsMaterial | undefined): grpc.Client {
   const target = baseUrl.replace(/^https?:\/\//, "").replace(/\/+$/, "");
-  let ch = channels.get(target);
+  const key = tls ? `tls${tlsId(tls)} ${target}` : target;
+  let ch = channels.get(key);
   if (!ch) {
-    ch = new grpc.Client(target, grpc.credentials.createInsecure(), {
+    ch = new grpc.Client(target, tls ? grpcChannelCredentials(tls) : grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": maxMessageBytes ?? 16 * 1024 * 1024,
       "grpc.max_send_message_length": maxMessageBytes ?? 16 * 1024 * 1024,
       "grpc.keepalive_time_ms": 10_000,
@@ -42,7 +73,7 @@ function channelFor(baseUrl: string, maxMessageBytes: number | undefined): grpc.
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 2_000,
     });
-    channels.set(target, ch);
+    channels.set(key, ch);
   }
   return ch;
 }
@@ -109,7 +140,8 @@ function deserializer(schema: DescMessage) {
  */
 export function createServiceClient<T extends DescService>(service: T, baseUrl: string, opts: ClientOptions = {}): Client<T> {
   ensureContextManager();
-  const channel = channelFor(baseUrl, opts.maxMessageBytes);
+  const channel = channelFor(baseUrl, opts.maxMessageBytes, opts.tls);
+  const auth = opts.auth;
   const tracer = getTracer("mlmesh.rpc");
   const fallback = opts.defaultTimeoutMs ?? 30_000;
   const out: Record<string, unknown> = {};
@@ -131,6 +163,7 @@ export function createServiceClient<T extends DescService>(service: T, baseUrl: 
       });
       const md = new grpc.Metadata();
       for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
+      if (auth) setAuthorization(md, auth);
       for (const [k, v] of Object.entries(callOpts.headers ?? {})) md.set(k, v);
       injectTraceContext({ get: (k) => md.get(k)[0] as string | undefined, set: (k, v) => md.set(k, v) }, trace.setSpan(context.active(), span));
       return { span, md, options: { deadline: Date.now() + timeoutMs } as grpc.CallOptions };
@@ -226,6 +259,21 @@ export function createServiceClient<T extends DescService>(service: T, baseUrl: 
     });
   }
   return out as Client<T>;
+}
+
+function setAuthorization(md: grpc.Metadata, auth: ClientAuth): void {
+  const caller = currentPrincipal();
+  if (caller && caller.authorization !== undefined) {
+    if (auth.service) {
+      md.set("authorization", auth.service);
+      md.set(ON_BEHALF_OF_HEADER, encodePrincipalHeader(caller.name));
+    } else {
+      md.set("authorization", caller.authorization);
+    }
+    return;
+  }
+  const header = auth.client ?? auth.service;
+  if (header) md.set("authorization", header);
 }
 
 function callFor(

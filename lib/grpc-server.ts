@@ -10,6 +10,7 @@ import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
 import { context } from "@opentelemetry/api";
 import { observeStream, type CallObserver, type ObservedCall } from "./rpc-observe.js";
+import { PRINCIPAL_VALUE } from "./principal.js";
 import { ValidationError } from "./errors.js";
 import { isPreEncoded } from "./pre-encoded.js";
 
@@ -95,6 +96,13 @@ function encode(schema: DescMessage, value: any): Buffer {
  */
 function toStatus(err: ConnectError): Partial<grpc.StatusObject> {
   const status: Partial<grpc.StatusObject> = { code: err.code as number as grpc.status, details: err.rawMessage };
+  // Error metadata (retry-after on RESOURCE_EXHAUSTED, ...) travels as trailers.
+  let trailers: grpc.Metadata | undefined;
+  err.metadata.forEach((v, k) => {
+    trailers ??= new grpc.Metadata();
+    trailers.set(k, v);
+  });
+  if (trailers) status.metadata = trailers;
   if (err.details.length > 0) {
     const w = new BinaryWriter();
     w.tag(1, WireType.Varint).int32(err.code);
@@ -108,7 +116,7 @@ function toStatus(err: ConnectError): Partial<grpc.StatusObject> {
       w.tag(2, WireType.LengthDelimited).bytes(bytes);
       w.join();
     }
-    const md = new grpc.Metadata();
+    const md = trailers ?? new grpc.Metadata();
     md.set("grpc-status-details-bin", Buffer.from(w.finish()));
     status.metadata = md;
   }
@@ -151,7 +159,9 @@ export function createGrpcJsServer(opts: {
         const abort = new AbortController();
         (call as NodeJS.EventEmitter).once("cancelled", () => abort.abort(new ConnectError("the client cancelled the call", Code.Canceled)));
         const signal = AbortSignal.any([abort.signal, opts.shutdownSignal]);
-        return { obs, ctx: new GrpcJsHandlerContext(service, method, signal, deadline, call.metadata, path) };
+        const ctx = new GrpcJsHandlerContext(service, method, signal, deadline, call.metadata, path);
+        if (obs.principal) ctx.values.set(PRINCIPAL_VALUE, obs.principal);
+        return { obs, ctx };
       };
       const requests = (call: grpc.ServerReadableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>) =>
         (async function* () {
@@ -178,6 +188,7 @@ export function createGrpcJsServer(opts: {
       if (!clientStreams && !serverStreams) {
         handlers[method.name] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
           const { obs, ctx } = start(call);
+          if (obs.rejected) return callback(toStatus(obs.finish(obs.rejected)!));
           context
             .with(obs.ctx, async () => encode(method.output, await fn(decode(method.input, call.request), ctx)))
             .then(
@@ -191,6 +202,7 @@ export function createGrpcJsServer(opts: {
       } else if (clientStreams && !serverStreams) {
         handlers[method.name] = (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
           const { obs, ctx } = start(call);
+          if (obs.rejected) return callback(toStatus(obs.finish(obs.rejected)!));
           context
             .with(obs.ctx, async () => encode(method.output, await fn(requests(call), ctx)))
             .then(
@@ -204,6 +216,10 @@ export function createGrpcJsServer(opts: {
       } else {
         handlers[method.name] = (call: grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>) => {
           const { obs, ctx } = start(call);
+          if (obs.rejected) {
+            call.emit("error", toStatus(obs.finish(obs.rejected)!));
+            return;
+          }
           const source = context.with(obs.ctx, () =>
             fn(clientStreams ? requests(call as grpc.ServerDuplexStream<Buffer, Buffer>) : decode(method.input, (call as grpc.ServerWritableStream<Buffer, Buffer>).request), ctx),
           );
@@ -242,9 +258,10 @@ function requestStreamAborted(call: unknown): boolean {
   return false;
 }
 
-export function bindGrpcServer(server: grpc.Server, host: string, port: number): Promise<number> {
+/** Bind to host:port; with `credentials` (lib/tls.ts) the port speaks TLS, else h2c. */
+export function bindGrpcServer(server: grpc.Server, host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+    server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, credentials, (err, bound) =>
       err ? reject(err) : resolve(bound),
     );
   });

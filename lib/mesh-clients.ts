@@ -1,6 +1,8 @@
 // Typed clients for the five mesh services (and the OIP endpoint of inference), built from
 // the configured addresses. Each call carries the caller's remaining deadline and trace
-// context (lib/clients.ts); connections are HTTP/2 and shared per service.
+// context (lib/clients.ts); connections are HTTP/2 and shared per service. TLS and bearer
+// credentials come from the security configuration (MLMESH_TLS_*, MLMESH_TOKEN,
+// MLMESH_AUTH_SERVICE_TOKEN), so the CLI and every service get them without asking.
 
 import type { Client } from "@connectrpc/connect";
 import { GRPCInferenceService } from "../gen/inference/grpc_service_pb.js";
@@ -10,8 +12,9 @@ import { FeatureService } from "../gen/mlmesh/features/v1/features_service_pb.js
 import { InferenceService } from "../gen/mlmesh/inference/v1/inference_service_pb.js";
 import { RegistryService } from "../gen/mlmesh/registry/v1/registry_service_pb.js";
 import { RouterService } from "../gen/mlmesh/router/v1/router_service_pb.js";
-import { createServiceClient, type ClientOptions } from "./clients.js";
+import { createServiceClient, type ClientAuth, type ClientOptions } from "./clients.js";
 import type { Config, ServiceName } from "./config.js";
+import { loadTls } from "./tls.js";
 
 export interface MeshClients {
   readonly registry: Client<typeof RegistryService>;
@@ -24,7 +27,20 @@ export interface MeshClients {
 }
 
 export function createMeshClients(config: Config, opts: ClientOptions = {}): MeshClients {
-  const o: ClientOptions = { maxMessageBytes: config.maxMessageBytes, ...opts };
+  const { security } = config;
+  const auth: ClientAuth | undefined =
+    security.clientToken || security.auth.serviceToken
+      ? {
+          client: security.clientToken ? `Bearer ${security.clientToken.reveal()}` : undefined,
+          service: security.auth.serviceToken ? `Bearer ${security.auth.serviceToken.reveal()}` : undefined,
+        }
+      : undefined;
+  const o: ClientOptions = {
+    maxMessageBytes: config.maxMessageBytes,
+    tls: security.tls ? loadTls(security.tls) : undefined,
+    auth,
+    ...opts,
+  };
   const e = config.endpoints;
   const healths = new Map<ServiceName, Client<typeof Health>>();
   return {

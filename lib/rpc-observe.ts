@@ -1,13 +1,17 @@
 // What every RPC passes through, whichever server received it (grpc-js for gRPC on h2c,
 // connect-node for Connect/gRPC-Web on HTTP/1.1): the SERVER span (OTel RPC conventions)
 // under the caller's trace context, the deadline the handler and its outgoing calls inherit,
-// the mapping of thrown errors to gRPC codes, the RPC metrics and failure logs.
+// the mapping of thrown errors to gRPC codes, the RPC metrics and failure logs — and the
+// security guard (authentication, the method's role, the rate limit), so a refused call is
+// counted, traced and answered the same way on both ports without reaching its handler.
 
 import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import type { CallGuard } from "./auth/guard.js";
 import { codeName, isClientFault, toConnectError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { RpcMetrics } from "./metrics.js";
+import { PRINCIPAL_VALUE, withPrincipal, type Principal } from "./principal.js";
 import { extractTraceContext, getTracer, withDeadline } from "./telemetry.js";
 
 export interface ObserveOptions {
@@ -18,12 +22,18 @@ export interface ObserveOptions {
   /** Called when a call starts and ends, for graceful drain accounting. */
   readonly onStart?: () => void;
   readonly onEnd?: () => void;
+  /** Authentication, authorization and rate limit; absent when all are off. */
+  readonly guard?: CallGuard;
 }
 
 /** One observed call: run the handler inside `ctx`, then `finish` exactly once. */
 export interface ObservedCall {
   readonly ctx: Context;
   readonly traceId: string;
+  /** The authenticated caller (undefined with authentication off or a public method). */
+  readonly principal: Principal | undefined;
+  /** Set when the guard refused the call: finish with it instead of running the handler. */
+  readonly rejected: ConnectError | undefined;
   /** Record the outcome; returns the error to send (mapped to a gRPC code) when there is one. */
   finish(err?: unknown): ConnectError | undefined;
 }
@@ -81,13 +91,28 @@ export function createCallObserver(opts: ObserveOptions): CallObserver {
       parent,
     );
     const timeout = askedTimeoutMs === undefined ? opts.maxDeadlineMs : Math.min(askedTimeoutMs, opts.maxDeadlineMs);
-    const ctx = withDeadline(trace.setSpan(parent, span), Date.now() + timeout);
+    let ctx = withDeadline(trace.setSpan(parent, span), Date.now() + timeout);
+    let principal: Principal | undefined;
+    let rejected: ConnectError | undefined;
+    if (opts.guard) {
+      try {
+        principal = opts.guard(service, method, header);
+      } catch (err) {
+        rejected = err instanceof ConnectError ? err : new ConnectError(String(err), Code.Internal);
+      }
+      if (principal) {
+        ctx = withPrincipal(ctx, principal);
+        span.setAttribute("enduser.id", principal.name);
+      }
+    }
     const traceId = span.spanContext().traceId;
     opts.onStart?.();
     let done = false;
     return {
       ctx,
       traceId,
+      principal,
+      rejected,
       finish(err) {
         if (done) return undefined;
         done = true;
@@ -98,7 +123,7 @@ export function createCallObserver(opts: ObserveOptions): CallObserver {
         if (code !== 0 && !isClientFault(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: name });
         span.end();
         record(service, method, name, (performance.now() - started) / 1000);
-        if (err !== undefined) logFailure(logger, ctx, span, `${service}/${method}`, code, err);
+        if (err !== undefined) logFailure(logger, ctx, span, `${service}/${method}`, code, err, principal);
         opts.onEnd?.();
         return mapped;
       },
@@ -110,6 +135,8 @@ export function createCallObserver(opts: ObserveOptions): CallObserver {
 export function createObserveInterceptor(observe: CallObserver): Interceptor {
   return (next) => async (req) => {
     const call = observe(req.service.typeName, req.method.name, req.header, requestTimeoutMs(req.header));
+    if (call.rejected) throw call.finish(call.rejected);
+    if (call.principal) req.contextValues.set(PRINCIPAL_VALUE, call.principal);
     try {
       const res = await context.with(call.ctx, () => next(req));
       if (!res.stream) {
@@ -142,12 +169,16 @@ export async function* observeStream<T>(source: AsyncIterable<T>, call: Observed
   }
 }
 
-function logFailure(logger: Logger, ctx: Context, span: Span, rpc: string, code: Code | 0, err: unknown): void {
+function logFailure(logger: Logger, ctx: Context, span: Span, rpc: string, code: Code | 0, err: unknown, principal: Principal | undefined): void {
   context.with(ctx, () => {
-    const fields = { rpc, code: codeName(code) };
+    // Who made a refused or failed call matters for security review; the name only, never the credential.
+    const fields = principal ? { rpc, code: codeName(code), principal: principal.name, ...(principal.via ? { via: principal.via } : {}) } : { rpc, code: codeName(code) };
     if (code === Code.Internal || code === Code.Unknown || code === Code.DataLoss) {
       span.recordException(err instanceof Error ? err : new Error(String(err)));
       logger.error({ ...fields, err }, "rpc failed with an internal error");
+    } else if (code === Code.Unauthenticated || code === Code.PermissionDenied) {
+      // Refused credentials are a security signal: kept at info, where production logs look.
+      logger.info({ ...fields, msg_detail: messageOf(err) }, "rpc refused");
     } else if (code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.ResourceExhausted) {
       logger.warn({ ...fields, msg_detail: messageOf(err) }, "rpc failed");
     } else {

@@ -4,18 +4,31 @@
 // /healthz and /readyz. Both run the same handler maps through the same observer, so an RPC
 // behaves the same whichever protocol reached it. SIGTERM handling lives in the caller
 // (process.ts); this module owns the drain.
+//
+// With TLS material both ports speak TLS with the same certificate: the gRPC port requires a
+// client certificate signed by the CA at the handshake (mTLS); the HTTP port asks for one and
+// refuses RPCs (Connect, gRPC-Web, OIP REST) without a valid one, but leaves /healthz,
+// /readyz, /metrics and the OIP liveness routes open, because kubelet probes and Prometheus
+// scrapes present no client certificate.
 
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import https from "node:https";
+import type { AddressInfo, Server as NetServer } from "node:net";
+import type { TLSSocket } from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { context } from "@opentelemetry/api";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { createHealthService, HealthState, ServingStatus } from "./health.js";
 import type { Logger } from "./logger.js";
 import { createRpcMetrics, renderMetrics, type RpcMetrics } from "./metrics.js";
 import { bindGrpcServer, createGrpcJsServer } from "./grpc-server.js";
 import { createCallObserver, createObserveInterceptor } from "./rpc-observe.js";
+import type { CallGuard } from "./auth/guard.js";
+import { restRouteMethod } from "./auth/method-roles.js";
+import { withPrincipal, type Principal } from "./principal.js";
+import { grpcServerCredentials, type TlsMaterial } from "./tls.js";
 import { ensureContextManager } from "./telemetry.js";
 
 /** One gRPC service with its handlers; methods missing from `impl` answer UNIMPLEMENTED. */
@@ -56,6 +69,10 @@ export interface ServerOptions {
   readonly httpRoutes?: readonly HttpRoute[];
   /** Metrics registry the service's own series are registered on; created if absent. */
   readonly metrics?: RpcMetrics;
+  /** CA, certificate and key: serve TLS on both ports and require client certificates. */
+  readonly tls?: TlsMaterial;
+  /** Authentication, method roles and rate limit (lib/auth/guard.ts); absent: none. */
+  readonly guard?: CallGuard;
 }
 
 export interface RunningServer {
@@ -83,6 +100,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     logger: opts.logger,
     metrics,
     maxDeadlineMs: opts.maxDeadlineMs,
+    guard: opts.guard,
     onStart: () => void inFlight++,
     onEnd: () => {
       inFlight--;
@@ -111,7 +129,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   const isReady = () => !draining && (opts.readiness?.() ?? true);
 
-  const httpServer = http.createServer(async (req, res) => {
+  const secured = opts.tls !== undefined || opts.guard !== undefined;
+  const hasRoutes = (opts.httpRoutes?.length ?? 0) > 0;
+  const onRequest = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const path = req.url?.split("?")[0] ?? "/";
     if (req.method === "GET" || req.method === "HEAD") {
       if (path === "/metrics") {
@@ -129,11 +149,36 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         return;
       }
     }
+    // Without TLS and guard (dev mode) none of this runs: the request goes straight on.
+    let principal: Principal | undefined;
+    if (secured) {
+      const rpcPath = isRpcPath(path);
+      const rest = rpcPath ? undefined : restRouteMethod(req.method, path);
+      if (opts.tls && !(rest !== undefined && PUBLIC_REST.has(rest)) && !(req.socket as TLSSocket).authorized) {
+        const why = (req.socket as TLSSocket).authorizationError;
+        refuse(res, rpcPath, new ConnectError(`a client certificate signed by the mesh CA is required${why ? ` (${String(why)})` : ""}`, Code.Unauthenticated));
+        return;
+      }
+      // RPC paths are checked by the observer; the plain-HTTP routes here, against the RPC they stand for.
+      if (opts.guard && rest !== undefined && hasRoutes) {
+        const slash = rest.indexOf("/");
+        try {
+          principal = opts.guard(rest.slice(0, slash), rest.slice(slash + 1), { get: (k) => headerValue(req, k) });
+        } catch (err) {
+          refuse(res, false, err instanceof ConnectError ? err : new ConnectError(String(err), Code.Internal));
+          return;
+        }
+      }
+    }
     for (const route of opts.httpRoutes ?? []) {
-      if (await route(req, res)) return;
+      const handled = principal ? await context.with(withPrincipal(context.active(), principal), () => route(req, res)) : await route(req, res);
+      if (handled) return;
     }
     adapter(req, res);
-  });
+  };
+  const httpServer: http.Server | https.Server = opts.tls
+    ? https.createServer({ ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key, requestCert: true, rejectUnauthorized: false }, onRequest)
+    : http.createServer(onRequest);
   httpServer.keepAliveTimeout = 65_000;
 
   const grpcServer = createGrpcJsServer({
@@ -142,7 +187,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     maxMessageBytes: opts.maxMessageBytes,
     shutdownSignal: shutdownController.signal,
   });
-  const grpcPort = await bindGrpcServer(grpcServer, opts.host, opts.grpcPort);
+  const grpcPort = await bindGrpcServer(grpcServer, opts.host, opts.grpcPort, opts.tls ? grpcServerCredentials(opts.tls) : undefined);
   try {
     await listen(httpServer, opts.httpPort, opts.host);
   } catch (err) {
@@ -188,15 +233,45 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     name: opts.name,
     grpcPort,
     httpPort,
-    grpcUrl: `http://${host}:${grpcPort}`,
-    httpUrl: `http://${host}:${httpPort}`,
+    grpcUrl: `${opts.tls ? "https" : "http"}://${host}:${grpcPort}`,
+    httpUrl: `${opts.tls ? "https" : "http"}://${host}:${httpPort}`,
     health,
     metrics,
     shutdown,
   };
 }
 
-function listen(server: http.Server, port: number, host: string): Promise<void> {
+/** OIP REST routes anyone may call (probes), mirroring the public RPCs of the method table. */
+const PUBLIC_REST: ReadonlySet<string> = new Set(["inference.GRPCInferenceService/ServerLive", "inference.GRPCInferenceService/ServerReady"]);
+
+/** "/pkg.Service/Method": a Connect or gRPC-Web call, which the observer checks. */
+function isRpcPath(path: string): boolean {
+  const slash = path.indexOf("/", 1);
+  return slash > 0 && path.lastIndexOf(".", slash) > 0 && path.indexOf("/", slash + 1) < 0;
+}
+
+function headerValue(req: http.IncomingMessage, key: string): string | undefined {
+  const v = req.headers[key];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+const HTTP_STATUS_OF: Partial<Record<Code, number>> = {
+  [Code.Unauthenticated]: 401,
+  [Code.PermissionDenied]: 403,
+  [Code.ResourceExhausted]: 429,
+  [Code.InvalidArgument]: 400,
+};
+
+/** Answer a refused HTTP request: Connect's error JSON on RPC paths, OIP's {error} elsewhere. */
+function refuse(res: http.ServerResponse, rpcPath: boolean, err: ConnectError): void {
+  const body = JSON.stringify(rpcPath ? { code: Code[err.code].replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase()), message: err.rawMessage } : { error: err.rawMessage });
+  const headers: Record<string, string> = { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) };
+  const retry = err.metadata.get("retry-after");
+  if (retry) headers["retry-after"] = retry;
+  res.writeHead(HTTP_STATUS_OF[err.code] ?? 500, headers).end(body);
+}
+
+function listen(server: NetServer, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.once("error", onError);

@@ -169,6 +169,11 @@ export class SlidingHistogram<T> {
     return removed;
   }
 
+  /** Time of the oldest observation in the window, or undefined when it is empty. */
+  oldestTime(): number | undefined {
+    return this.length === 0 ? undefined : this.timeOf[this.head];
+  }
+
   /** Empties the window. */
   clear(): void {
     this.counts.fill(0);

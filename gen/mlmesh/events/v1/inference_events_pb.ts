@@ -11,7 +11,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { EventMeta } from "./envelope_pb.js";
 import { file_mlmesh_events_v1_envelope } from "./envelope_pb.js";
-import type { BatchJob, DriftState, RowOutput } from "../../inference/v1/inference_resources_pb.js";
+import type { BatchJob, DriftPolicy, DriftState, Outcome, RowOutput } from "../../inference/v1/inference_resources_pb.js";
 import { file_mlmesh_inference_v1_inference_resources } from "../../inference/v1/inference_resources_pb.js";
 import type { EntityKey, Value } from "../../types/v1/types_pb.js";
 import { file_mlmesh_types_v1_types } from "../../types/v1/types_pb.js";
@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mlmesh/events/v1/inference_events.proto.
  */
 export const file_mlmesh_events_v1_inference_events: GenFile = /*@__PURE__*/
-  fileDesc("CidtbG1lc2gvZXZlbnRzL3YxL2luZmVyZW5jZV9ldmVudHMucHJvdG8SEG1sbWVzaC5ldmVudHMudjEi4QMKEFByZWRpY3Rpb25Mb2dnZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCnJlcXVlc3RfaWQYAiABKAkSEAoIdHJhY2VfaWQYAyABKAkSKgoGZW50aXR5GAQgASgLMhoubWxtZXNoLnR5cGVzLnYxLkVudGl0eUtleRISCgptb2RlbF9uYW1lGAUgASgJEg8KB3ZlcnNpb24YBiABKAMSPgoGaW5wdXRzGAcgAygLMi4ubWxtZXNoLmV2ZW50cy52MS5QcmVkaWN0aW9uTG9nZ2VkLklucHV0c0VudHJ5Ei4KBm91dHB1dBgIIAEoCzIeLm1sbWVzaC5pbmZlcmVuY2UudjEuUm93T3V0cHV0EhIKCmxhdGVuY3lfdXMYCSABKAMSKAoEdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJc2VydmVkX2FzGAsgASgJEhEKCXJvd19pbmRleBgMIAEoBRIQCghlbmRwb2ludBgNIAEoCRpFCgtJbnB1dHNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5tbG1lc2gudHlwZXMudjEuVmFsdWU6AjgBInQKElByZWRpY3Rpb25Mb2dCYXRjaBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESMwoHcmVjb3JkcxgCIAMoCzIiLm1sbWVzaC5ldmVudHMudjEuUHJlZGljdGlvbkxvZ2dlZCKYAQoLTW9kZWxMb2FkZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB3JlcGxpY2EYAiABKAkSEgoKbW9kZWxfbmFtZRgDIAEoCRIPCgd2ZXJzaW9uGAQgASgDEhcKD2FydGlmYWN0X3NoYTI1NhgFIAEoCRIPCgdsb2FkX21zGAYgASgDIoABCg1Nb2RlbFVubG9hZGVkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdyZXBsaWNhGAIgASgJEhIKCm1vZGVsX25hbWUYAyABKAkSDwoHdmVyc2lvbhgEIAEoAxIOCgZyZWFzb24YBSABKAkigQEKD01vZGVsTG9hZEZhaWxlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESDwoHcmVwbGljYRgCIAEoCRISCgptb2RlbF9uYW1lGAMgASgJEg8KB3ZlcnNpb24YBCABKAMSDQoFZXJyb3IYBSABKAkingIKCkRyaWZ0QWxlcnQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCm1vZGVsX25hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoAxIPCgdmZWF0dXJlGAQgASgJEg4KBm1ldHJpYxgFIAEoCRINCgV2YWx1ZRgGIAEoARIRCgl0aHJlc2hvbGQYByABKAESNwoOcHJldmlvdXNfc3RhdGUYCCABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSLgoFc3RhdGUYCSABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSFAoMd2luZG93X2NvdW50GAogASgDIvgBCgxRdWFsaXR5QWxlcnQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCm1vZGVsX25hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoAxIOCgZtZXRyaWMYBCABKAkSDQoFdmFsdWUYBSABKAESEAoIYmFzZWxpbmUYBiABKAESNwoOcHJldmlvdXNfc3RhdGUYByABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSLgoFc3RhdGUYCCABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUiagoRQmF0Y2hKb2JDb21wbGV0ZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEioKA2pvYhgCIAEoCzIdLm1sbWVzaC5pbmZlcmVuY2UudjEuQmF0Y2hKb2IimQIKEFNjb3JpbmdSZXF1ZXN0ZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGVuZHBvaW50GAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSKgoGZW50aXR5GAQgASgLMhoubWxtZXNoLnR5cGVzLnYxLkVudGl0eUtleRJACgdjb250ZXh0GAUgAygLMi8ubWxtZXNoLmV2ZW50cy52MS5TY29yaW5nUmVxdWVzdGVkLkNvbnRleHRFbnRyeRpGCgxDb250ZXh0RW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYubWxtZXNoLnR5cGVzLnYxLlZhbHVlOgI4ASLHAQoQU2NvcmluZ0NvbXBsZXRlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCRISCgptb2RlbF9uYW1lGAQgASgJEg8KB3ZlcnNpb24YBSABKAMSLgoGb3V0cHV0GAYgASgLMh4ubWxtZXNoLmluZmVyZW5jZS52MS5Sb3dPdXRwdXQSDQoFZXJyb3IYByABKAliBnByb3RvMw", [file_google_protobuf_timestamp, file_mlmesh_events_v1_envelope, file_mlmesh_inference_v1_inference_resources, file_mlmesh_types_v1_types]);
+  fileDesc("CidtbG1lc2gvZXZlbnRzL3YxL2luZmVyZW5jZV9ldmVudHMucHJvdG8SEG1sbWVzaC5ldmVudHMudjEi4QMKEFByZWRpY3Rpb25Mb2dnZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCnJlcXVlc3RfaWQYAiABKAkSEAoIdHJhY2VfaWQYAyABKAkSKgoGZW50aXR5GAQgASgLMhoubWxtZXNoLnR5cGVzLnYxLkVudGl0eUtleRISCgptb2RlbF9uYW1lGAUgASgJEg8KB3ZlcnNpb24YBiABKAMSPgoGaW5wdXRzGAcgAygLMi4ubWxtZXNoLmV2ZW50cy52MS5QcmVkaWN0aW9uTG9nZ2VkLklucHV0c0VudHJ5Ei4KBm91dHB1dBgIIAEoCzIeLm1sbWVzaC5pbmZlcmVuY2UudjEuUm93T3V0cHV0EhIKCmxhdGVuY3lfdXMYCSABKAMSKAoEdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJc2VydmVkX2FzGAsgASgJEhEKCXJvd19pbmRleBgMIAEoBRIQCghlbmRwb2ludBgNIAEoCRpFCgtJbnB1dHNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5tbG1lc2gudHlwZXMudjEuVmFsdWU6AjgBInQKElByZWRpY3Rpb25Mb2dCYXRjaBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESMwoHcmVjb3JkcxgCIAMoCzIiLm1sbWVzaC5ldmVudHMudjEuUHJlZGljdGlvbkxvZ2dlZCKYAQoLTW9kZWxMb2FkZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB3JlcGxpY2EYAiABKAkSEgoKbW9kZWxfbmFtZRgDIAEoCRIPCgd2ZXJzaW9uGAQgASgDEhcKD2FydGlmYWN0X3NoYTI1NhgFIAEoCRIPCgdsb2FkX21zGAYgASgDIoABCg1Nb2RlbFVubG9hZGVkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdyZXBsaWNhGAIgASgJEhIKCm1vZGVsX25hbWUYAyABKAkSDwoHdmVyc2lvbhgEIAEoAxIOCgZyZWFzb24YBSABKAkigQEKD01vZGVsTG9hZEZhaWxlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESDwoHcmVwbGljYRgCIAEoCRISCgptb2RlbF9uYW1lGAMgASgJEg8KB3ZlcnNpb24YBCABKAMSDQoFZXJyb3IYBSABKAkingIKCkRyaWZ0QWxlcnQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCm1vZGVsX25hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoAxIPCgdmZWF0dXJlGAQgASgJEg4KBm1ldHJpYxgFIAEoCRINCgV2YWx1ZRgGIAEoARIRCgl0aHJlc2hvbGQYByABKAESNwoOcHJldmlvdXNfc3RhdGUYCCABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSLgoFc3RhdGUYCSABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSFAoMd2luZG93X2NvdW50GAogASgDIvgBCgxRdWFsaXR5QWxlcnQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCm1vZGVsX25hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoAxIOCgZtZXRyaWMYBCABKAkSDQoFdmFsdWUYBSABKAESEAoIYmFzZWxpbmUYBiABKAESNwoOcHJldmlvdXNfc3RhdGUYByABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUSLgoFc3RhdGUYCCABKA4yHy5tbG1lc2guaW5mZXJlbmNlLnYxLkRyaWZ0U3RhdGUifgoQT3V0Y29tZXNSZWNvcmRlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESDwoHcmVwbGljYRgCIAEoCRIuCghvdXRjb21lcxgDIAMoCzIcLm1sbWVzaC5pbmZlcmVuY2UudjEuT3V0Y29tZSKWAQoSRHJpZnRQb2xpY3lDaGFuZ2VkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdyZXBsaWNhGAIgASgJEhIKCm1vZGVsX25hbWUYAyABKAkSMAoGcG9saWN5GAQgASgLMiAubWxtZXNoLmluZmVyZW5jZS52MS5EcmlmdFBvbGljeSJqChFCYXRjaEpvYkNvbXBsZXRlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESKgoDam9iGAIgASgLMh0ubWxtZXNoLmluZmVyZW5jZS52MS5CYXRjaEpvYiKZAgoQU2NvcmluZ1JlcXVlc3RlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCRIqCgZlbnRpdHkYBCABKAsyGi5tbG1lc2gudHlwZXMudjEuRW50aXR5S2V5EkAKB2NvbnRleHQYBSADKAsyLy5tbG1lc2guZXZlbnRzLnYxLlNjb3JpbmdSZXF1ZXN0ZWQuQ29udGV4dEVudHJ5GkYKDENvbnRleHRFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5tbG1lc2gudHlwZXMudjEuVmFsdWU6AjgBIscBChBTY29yaW5nQ29tcGxldGVkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIQCghlbmRwb2ludBgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJEhIKCm1vZGVsX25hbWUYBCABKAkSDwoHdmVyc2lvbhgFIAEoAxIuCgZvdXRwdXQYBiABKAsyHi5tbG1lc2guaW5mZXJlbmNlLnYxLlJvd091dHB1dBINCgVlcnJvchgHIAEoCWIGcHJvdG8z", [file_google_protobuf_timestamp, file_mlmesh_events_v1_envelope, file_mlmesh_inference_v1_inference_resources, file_mlmesh_types_v1_types]);
 
 /**
  * One scored row. Features tagged PII in the feature service are never in clear here:
@@ -402,6 +402,80 @@ export const QualityAlertSchema: GenMessage<QualityAlert> = /*@__PURE__*/
   messageDesc(file_mlmesh_events_v1_inference_events, 6);
 
 /**
+ * Delayed labels accepted by RecordOutcomes on one replica, shared so every replica's
+ * quality windows join them (each replica indexes every replica's predictions from the
+ * prediction log). Subject: `mlmesh.inference.outcomes.recorded` (not per model: an
+ * outcome names only its request id); stream: MLMESH_INFERENCE.
+ *
+ * @generated from message mlmesh.events.v1.OutcomesRecorded
+ */
+export type OutcomesRecorded = Message<"mlmesh.events.v1.OutcomesRecorded"> & {
+  /**
+   * @generated from field: mlmesh.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * The replica that accepted them (it has applied them already and skips this event).
+   *
+   * @generated from field: string replica = 2;
+   */
+  replica: string;
+
+  /**
+   * @generated from field: repeated mlmesh.inference.v1.Outcome outcomes = 3;
+   */
+  outcomes: Outcome[];
+};
+
+/**
+ * Describes the message mlmesh.events.v1.OutcomesRecorded.
+ * Use `create(OutcomesRecordedSchema)` to create a new message.
+ */
+export const OutcomesRecordedSchema: GenMessage<OutcomesRecorded> = /*@__PURE__*/
+  messageDesc(file_mlmesh_events_v1_inference_events, 7);
+
+/**
+ * A model's drift policy was set (SetDriftPolicy on one replica), so every replica applies
+ * the same thresholds and publishes the same alert transitions.
+ * Subject: `mlmesh.inference.drift_policy_changed.<model>`; stream: MLMESH_INFERENCE.
+ *
+ * @generated from message mlmesh.events.v1.DriftPolicyChanged
+ */
+export type DriftPolicyChanged = Message<"mlmesh.events.v1.DriftPolicyChanged"> & {
+  /**
+   * @generated from field: mlmesh.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * The replica that accepted it (it has applied it already and skips this event).
+   *
+   * @generated from field: string replica = 2;
+   */
+  replica: string;
+
+  /**
+   * @generated from field: string model_name = 3;
+   */
+  modelName: string;
+
+  /**
+   * The effective policy, defaults filled in.
+   *
+   * @generated from field: mlmesh.inference.v1.DriftPolicy policy = 4;
+   */
+  policy?: DriftPolicy | undefined;
+};
+
+/**
+ * Describes the message mlmesh.events.v1.DriftPolicyChanged.
+ * Use `create(DriftPolicyChangedSchema)` to create a new message.
+ */
+export const DriftPolicyChangedSchema: GenMessage<DriftPolicyChanged> = /*@__PURE__*/
+  messageDesc(file_mlmesh_events_v1_inference_events, 8);
+
+/**
  * A batch scoring job ended.
  * Subject: `mlmesh.inference.batch_job_completed.<model>`; stream: MLMESH_INFERENCE.
  *
@@ -424,7 +498,7 @@ export type BatchJobCompleted = Message<"mlmesh.events.v1.BatchJobCompleted"> & 
  * Use `create(BatchJobCompletedSchema)` to create a new message.
  */
 export const BatchJobCompletedSchema: GenMessage<BatchJobCompleted> = /*@__PURE__*/
-  messageDesc(file_mlmesh_events_v1_inference_events, 7);
+  messageDesc(file_mlmesh_events_v1_inference_events, 9);
 
 /**
  * A scoring request for stream scoring: an endpoint's consumer scores it and publishes a
@@ -467,7 +541,7 @@ export type ScoringRequested = Message<"mlmesh.events.v1.ScoringRequested"> & {
  * Use `create(ScoringRequestedSchema)` to create a new message.
  */
 export const ScoringRequestedSchema: GenMessage<ScoringRequested> = /*@__PURE__*/
-  messageDesc(file_mlmesh_events_v1_inference_events, 8);
+  messageDesc(file_mlmesh_events_v1_inference_events, 10);
 
 /**
  * The result of a ScoringRequested. Subject: `mlmesh.inference.stream_out.<endpoint>`;
@@ -519,5 +593,5 @@ export type ScoringCompleted = Message<"mlmesh.events.v1.ScoringCompleted"> & {
  * Use `create(ScoringCompletedSchema)` to create a new message.
  */
 export const ScoringCompletedSchema: GenMessage<ScoringCompleted> = /*@__PURE__*/
-  messageDesc(file_mlmesh_events_v1_inference_events, 9);
+  messageDesc(file_mlmesh_events_v1_inference_events, 11);
 

@@ -1,6 +1,7 @@
-// Benchmark (not a test): GetOnlineFeatures for 100 entities x 20 features over gRPC
-// against the in-process store lookup of the same keys (its limit), and WriteFeatures
-// throughput. Run: node --import tsx bench/features-online.ts [--redis]
+// Benchmark (not a test): GetOnlineFeatures for 100 entities x 20 features over gRPC, in
+// the row-major and the columnar answer, against the in-process store lookup of the same
+// keys (its limit), and WriteFeatures throughput. Client and server share this process
+// (and its CPU): the client's protobuf-es decode is part of every figure. Run: node --import tsx bench/features-online.ts [--redis]
 // (needs NATS on MLMESH_NATS_URL or 127.0.0.1:4222; --redis needs MLMESH_REDIS_URL or a local Redis).
 
 import fs from "node:fs";
@@ -66,12 +67,29 @@ const pick = () => Array.from({ length: BATCH }, () => Math.floor(Math.random() 
 const entitiesOf = (ids: number[]) => ids.map((id) => ({ keys: { user_id: { kind: { case: "int64Value" as const, value: BigInt(id) } } } }));
 
 for (let i = 0; i < 300; i++) await client.getOnlineFeatures({ entities: entitiesOf(pick()), refs });
+for (let i = 0; i < 300; i++) await client.getOnlineFeatures({ entities: entitiesOf(pick()), refs, columnar: true });
+// Row-major (one FeatureValue message per value) and columnar (packed arrays per ref)
+// answers, interleaved so both see the same machine load.
+// Blocks of 100 calls per mode, alternating; the server's own view of each block (sum of
+// mlmesh_rpc_server_duration_seconds) is read from /metrics between blocks.
+const serverSeconds = async () => {
+  const body = await (await fetch(`${service.httpUrl}/metrics`)).text();
+  const m = /mlmesh_rpc_server_duration_seconds_sum\{[^}]*method="GetOnlineFeatures"[^}]*\} ([0-9.e+-]+)/.exec(body);
+  return m ? Number(m[1]) : NaN;
+};
 const rpc: number[] = [];
-for (let i = 0; i < CALLS; i++) {
-  const entities = entitiesOf(pick());
-  const t0 = performance.now();
-  await client.getOnlineFeatures({ entities, refs });
-  rpc.push(performance.now() - t0);
+const rpcColumnar: number[] = [];
+const server = { rows: 0, columnar: 0 };
+for (let block = 0; block < (2 * CALLS) / 100; block++) {
+  const columnar = block % 2 === 1;
+  const s0 = await serverSeconds();
+  for (let i = 0; i < 100; i++) {
+    const entities = entitiesOf(pick());
+    const t0 = performance.now();
+    await client.getOnlineFeatures({ entities, refs, columnar });
+    (columnar ? rpcColumnar : rpc).push(performance.now() - t0);
+  }
+  server[columnar ? "columnar" : "rows"] += (await serverSeconds()) - s0;
 }
 
 // The limit: the same lookups straight on the store, plus the JSON decode, no RPC.
@@ -96,9 +114,11 @@ for (let i = 0; i < CALLS; i++) {
 }
 
 console.log(`features bench (${redis ? "redis" : "sqlite"} online store), ${BATCH} entities x ${FEATURES} features, ${CALLS} calls`);
-console.log(`  GetOnlineFeatures over gRPC   p50 ${fmt(pct(rpc, 50))}  p99 ${fmt(pct(rpc, 99))}`);
+console.log(`  GetOnlineFeatures over gRPC   p50 ${fmt(pct(rpc, 50))}  p99 ${fmt(pct(rpc, 99))}  (rows: 2,000 FeatureValue messages)`);
+console.log(`  ... columnar: true            p50 ${fmt(pct(rpcColumnar, 50))}  p99 ${fmt(pct(rpcColumnar, 99))}  (20 packed columns)`);
+console.log(`  server side (rpc histogram)   mean ${fmt((server.rows * 1000) / rpc.length)} rows, ${fmt((server.columnar * 1000) / rpcColumnar.length)} columnar`);
 console.log(`  store lookup + decode (limit) p50 ${fmt(pct(direct, 50))}  p99 ${fmt(pct(direct, 99))}`);
-console.log(`  ratio p99 gRPC / limit        ${(pct(rpc, 99) / pct(direct, 99)).toFixed(1)}x`);
+console.log(`  ratio p99 gRPC / limit        ${(pct(rpc, 99) / pct(direct, 99)).toFixed(1)}x rows, ${(pct(rpcColumnar, 99) / pct(direct, 99)).toFixed(1)}x columnar`);
 console.log(`  WriteFeatures                 ${Math.round(ENTITIES / writeSeconds)} rows/s (${FEATURES} features, 10k rows per call)`);
 
 if (redis) await store.deleteView("bench");

@@ -1,6 +1,7 @@
 // `mlmesh features apply|list|get|ingest`: thin clients of the feature service. Definitions
 // come from a JSON file (one view or an array) in the short shape of issue #5; `ingest`
-// streams a CSV file to IngestFeatures in chunks (never the whole file in memory); results
+// streams a CSV or Parquet file to IngestFeatures in chunks (never the whole file in
+// memory); `materialize` runs an offline -> online job and waits for it; results
 // go to stdout as a table or --json, errors to stderr with a meaningful exit code.
 
 import { randomUUID } from "node:crypto";
@@ -10,7 +11,7 @@ import { parseArgs } from "node:util";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ApplyOutcome, FeatureStatus, type FeatureRowSchema, type FeatureView, type FeatureViewSchema } from "../gen/mlmesh/features/v1/features_resources_pb.js";
+import { ApplyOutcome, FeatureStatus, MaterializationState, type FeatureRowSchema, type FeatureView, type FeatureViewSchema } from "../gen/mlmesh/features/v1/features_resources_pb.js";
 import { IngestFeaturesRequestSchema, type IngestFeaturesRequest } from "../gen/mlmesh/features/v1/features_service_pb.js";
 import { ValueType, type Value, type ValueSchema } from "../gen/mlmesh/types/v1/types_pb.js";
 import type { Config } from "../lib/config.js";
@@ -23,8 +24,11 @@ const USAGE = `Usage:
   mlmesh features apply FILE.json [--validate-only] [--reason TEXT] [--json]
   mlmesh features list [--prefix P] [--json]
   mlmesh features get REF[,REF...] --entity KEY=VALUE[,KEY=VALUE] [--entity ...] [--json]
-  mlmesh features ingest VIEW FILE.csv [--batch N] [--request-id ID] [--offline-only] [--json]
-      FILE.csv columns: the view's entity keys, event_ts (RFC 3339 or epoch ms), feature columns
+  mlmesh features ingest VIEW FILE.csv|FILE.parquet [--batch N] [--request-id ID] [--offline-only] [--json]
+      columns: the view's entity keys, event_ts (RFC 3339 or epoch ms; in Parquet also a
+      timestamp), feature columns; Parquet is read one row group at a time
+  mlmesh features materialize [VIEW ...] [--start T] [--end T] [--incremental] [--no-wait] [--json]
+      copy offline rows to the online store (T: RFC 3339 or epoch ms); waits for the job
   mlmesh features history --entities E.csv --features REF[,REF...] --out OUT.csv [--json]
       E.csv columns: entity keys and event_ts; OUT.csv: those, then one column per ref`;
 
@@ -402,12 +406,18 @@ export class ChunkEncoder {
     this.rows++;
   }
 
-  /** The chunk as an IngestFeaturesRequest; resets the encoder. */
-  take(): IngestFeaturesRequest {
-    this.byte(0x12); // source_lines, packed
-    this.fork();
-    for (const l of this.lines) this.varint64(l);
-    this.join();
+  /** The chunk as an IngestFeaturesRequest (`last`: the end-of-upload marker); resets the encoder. */
+  take(last = false): IngestFeaturesRequest {
+    if (this.lines.length) {
+      this.byte(0x12); // source_lines, packed
+      this.fork();
+      for (const l of this.lines) this.varint64(l);
+      this.join();
+    }
+    if (last) {
+      this.byte(0x18); // last = true
+      this.byte(1);
+    }
     const body = this.buf.subarray(0, this.pos);
     let n = 1;
     for (let l = body.length; l > 0x7f; l = Math.floor(l / 128)) n++;
@@ -468,15 +478,184 @@ export interface IngestOptions {
   readonly progress?: boolean;
 }
 
-/** Stream FILE to IngestFeatures; a malformed line throws CsvFormatError (nothing is written). */
-export async function ingestCsv(client: FeaturesClient, viewName: string, file: string, opts: IngestOptions) {
-  if (!fs.existsSync(file)) throw new UsageError(`cannot read ${file}: no such file`);
-  const { view } = await client.getFeatureView({ name: viewName });
-  if (!view) throw new Error(`the server returned no view ${viewName}`);
+/** A file's rows as the upload sends them: count, feature columns, rows with their line/row number. */
+interface IngestSource {
+  readonly total: number;
+  readonly featureNames: readonly string[];
+  /** What the numbers count, as the server names them in errors. */
+  readonly unit: "line" | "row";
+  rows(): AsyncGenerator<{ row: RowInit; line: number }>;
+}
+
+async function csvSource(view: FeatureView, file: string): Promise<IngestSource> {
   // First pass: the CSV structure and the row count (expected_rows catches a truncated
   // upload; the count also drives the progress line). Only one record is held at a time.
   const { header, rows: total } = await forEachCsvRecord(file, () => {});
   const plan = ingestPlan(view, header, file);
+  return {
+    total,
+    featureNames: plan.featureNames,
+    unit: "line",
+    async *rows() {
+      let first = true;
+      for await (const { fields, line } of csvRecords(file)) {
+        if (first) {
+          first = false; // the header, already checked
+          continue;
+        }
+        yield { row: plan.row(fields, line), line };
+      }
+    },
+  };
+}
+
+/** A Parquet cell that cannot be used: the file and its 1-based data row are named. */
+export class ParquetFormatError extends Error {
+  constructor(
+    readonly file: string,
+    readonly row: number | undefined,
+    readonly problem: string,
+  ) {
+    super(row === undefined ? `${file}: ${problem}` : `${file} row ${row}: ${problem}`);
+    this.name = "ParquetFormatError";
+  }
+}
+
+/** A converter of one typed Parquet value (as hyparquet decodes it) to a Value; null is NULL. */
+function parquetConverter(type: ValueType): (v: unknown) => ValueInit {
+  const text = cellConverter(type);
+  return (v) => {
+    if (v === null || v === undefined) return {};
+    if (typeof v === "string") return text(v);
+    switch (type) {
+      case ValueType.FLOAT32:
+      case ValueType.FLOAT64:
+        if (typeof v === "number" || typeof v === "bigint") return { kind: { case: type === ValueType.FLOAT32 ? "floatValue" : "doubleValue", value: Number(v) } };
+        break;
+      case ValueType.INT64:
+        if (typeof v === "bigint") return { kind: { case: "int64Value", value: v } };
+        if (typeof v === "number" && Number.isSafeInteger(v)) return { kind: { case: "int64Value", value: BigInt(v) } };
+        break;
+      case ValueType.BOOL:
+        if (typeof v === "boolean") return { kind: { case: "boolValue", value: v } };
+        break;
+      case ValueType.FLOAT_VECTOR:
+        if (Array.isArray(v) && v.every((x) => typeof x === "number")) return { kind: { case: "floatVectorValue", value: { values: v as number[] } } };
+        if (v instanceof Float32Array || v instanceof Float64Array) return { kind: { case: "floatVectorValue", value: { values: Array.from(v) } } };
+        break;
+      default:
+        if (typeof v === "number" || typeof v === "bigint") return { kind: { case: "stringValue", value: String(v) } };
+        break;
+    }
+    const shown = typeof v === "bigint" ? `${v}n` : v instanceof Date ? v.toISOString() : JSON.stringify(v)?.slice(0, 60) ?? String(v);
+    throw new CellError(`expected ${ValueType[type]?.toLowerCase() ?? "a value"}, got ${typeof v} ${shown}`);
+  };
+}
+
+function parquetEventTs(v: unknown): { seconds: bigint; nanos: number } {
+  let ms: number;
+  if (v instanceof Date) ms = v.getTime();
+  else if (typeof v === "bigint" || (typeof v === "number" && Number.isInteger(v))) ms = Number(v);
+  else if (typeof v === "string") return parseEventTs(v);
+  else throw new CellError(`expected a timestamp, epoch milliseconds or RFC 3339, got ${v === null || v === undefined ? "NULL" : typeof v}`);
+  if (!Number.isFinite(ms)) throw new CellError("not a valid time");
+  const seconds = Math.floor(ms / 1000);
+  return { seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1e6 };
+}
+
+/**
+ * A Parquet file read row group by row group through a file-backed AsyncBuffer
+ * (hyparquet reads only the byte ranges it asks for), so at most one row group's columns
+ * are in memory, never the whole file. Columns as in CSV: entity keys, event_ts
+ * (timestamp, epoch ms or RFC 3339 text), feature columns.
+ */
+async function parquetSource(view: FeatureView, file: string): Promise<IngestSource> {
+  const { asyncBufferFromFile, parquetMetadataAsync, parquetRead, parquetSchema } = await import("hyparquet");
+  const buffer = await asyncBufferFromFile(file);
+  let metadata: Awaited<ReturnType<typeof parquetMetadataAsync>>;
+  try {
+    metadata = await parquetMetadataAsync(buffer);
+  } catch (err) {
+    throw new ParquetFormatError(file, undefined, `not a readable Parquet file (${(err as Error).message})`);
+  }
+  const header = parquetSchema(metadata).children.map((c) => c.element.name);
+  const keyNames = new Set(view.entities.map((e) => e.name));
+  const features = new Map(view.features.map((f) => [f.name, f]));
+  const ts = header.indexOf("event_ts");
+  if (ts < 0) throw new ParquetFormatError(file, undefined, "the file has no event_ts column");
+  for (const e of view.entities) if (!header.includes(e.name)) throw new ParquetFormatError(file, undefined, `the file has no column for entity key ${e.name} of view ${view.name}`);
+  const keys: Array<{ name: string; col: number; convert: (v: unknown) => ValueInit }> = [];
+  const values: Array<{ name: string; col: number; convert: (v: unknown) => ValueInit }> = [];
+  header.forEach((name, col) => {
+    if (col === ts) return;
+    if (keyNames.has(name)) {
+      const e = view.entities.find((x) => x.name === name)!;
+      const conv = parquetConverter(e.type === ValueType.INT64 ? ValueType.INT64 : ValueType.STRING);
+      keys.push({ name, col, convert: (v) => {
+        if (v === null || v === undefined || v === "") throw new CellError("entity key is empty");
+        return conv(v);
+      } });
+      return;
+    }
+    const f = features.get(name);
+    if (!f) {
+      const od = view.onDemandFeatures.some((o) => o.name === name);
+      throw new ParquetFormatError(file, undefined, od
+        ? `column ${JSON.stringify(name)} is an on-demand feature of ${view.name}; it is computed at read time and cannot be ingested`
+        : `column ${JSON.stringify(name)} is neither an entity key, event_ts nor a feature of ${view.name} (features: ${view.features.map((x) => x.name).join(", ")})`);
+    }
+    values.push({ name, col, convert: parquetConverter(f.type) });
+  });
+  if (values.length === 0) throw new ParquetFormatError(file, undefined, `the file names no feature of ${view.name}`);
+  const toRow = (cells: readonly unknown[], n: number): RowInit => {
+    let at = "event_ts";
+    try {
+      const eventTime = parquetEventTs(cells[ts]);
+      const entityKeys: Record<string, ValueInit> = {};
+      for (const k of keys) {
+        at = k.name;
+        entityKeys[k.name] = k.convert(cells[k.col]);
+      }
+      const out = new Array<ValueInit>(values.length);
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i]!;
+        at = v.name;
+        out[i] = v.convert(cells[v.col]);
+      }
+      return { entityKey: { keys: entityKeys }, eventTime, values: out };
+    } catch (err) {
+      if (err instanceof CellError) throw new ParquetFormatError(file, n, `${at}: ${err.message}`);
+      throw err;
+    }
+  };
+  return {
+    total: Number(metadata.num_rows),
+    featureNames: values.map((v) => v.name),
+    unit: "row",
+    async *rows() {
+      let start = 0;
+      for (const group of metadata.row_groups) {
+        const end = start + Number(group.num_rows);
+        let rows: unknown[][] = [];
+        await parquetRead({ file: buffer, metadata, columns: header, rowStart: start, rowEnd: end, onComplete: (r: unknown[][]) => void (rows = r) });
+        for (let i = 0; i < rows.length; i++) yield { row: toRow(rows[i]!, start + i + 1), line: start + i + 1 };
+        start = end;
+        rows = [];
+      }
+    },
+  };
+}
+
+/**
+ * Stream FILE (CSV, or Parquet by its .parquet extension) to IngestFeatures; a malformed
+ * line or row throws CsvFormatError / ParquetFormatError and nothing is written.
+ */
+export async function ingestFile(client: FeaturesClient, viewName: string, file: string, opts: IngestOptions) {
+  if (!fs.existsSync(file)) throw new UsageError(`cannot read ${file}: no such file`);
+  const { view } = await client.getFeatureView({ name: viewName });
+  if (!view) throw new Error(`the server returned no view ${viewName}`);
+  const source = /\.parquet$/i.test(file) ? await parquetSource(view, file) : await csvSource(view, file);
+  const total = source.total;
   const started = performance.now();
   const progress = opts.progress ?? process.stderr.isTTY === true;
   let sent = 0;
@@ -494,15 +673,15 @@ export async function ingestCsv(client: FeaturesClient, viewName: string, file: 
   const batch = opts.batch;
   async function* messages(): AsyncGenerator<IngestInit | IngestFeaturesRequest> {
     try {
-      yield { payload: { case: "header", value: { view: viewName, featureNames: plan.featureNames, source: file, offlineOnly: opts.offlineOnly, requestId: opts.requestId, expectedRows: BigInt(total) } } };
+      yield {
+        payload: {
+          case: "header",
+          value: { view: viewName, featureNames: [...source.featureNames], source: file, offlineOnly: opts.offlineOnly, requestId: opts.requestId, expectedRows: BigInt(total), sourceUnit: source.unit },
+        },
+      };
       const chunk = new ChunkEncoder();
-      let first = true;
-      for await (const { fields, line } of csvRecords(file)) {
-        if (first) {
-          first = false; // the header, already checked
-          continue;
-        }
-        chunk.row(plan.row(fields, line), line);
+      for await (const { row, line } of source.rows()) {
+        chunk.row(row, line);
         if (chunk.rows >= batch) {
           const n = chunk.rows;
           yield chunk.take();
@@ -510,11 +689,10 @@ export async function ingestCsv(client: FeaturesClient, viewName: string, file: 
           if (progress) draw(false);
         }
       }
-      if (chunk.rows) {
-        const n = chunk.rows;
-        yield chunk.take();
-        sent += n;
-      }
+      // Always a final chunk (possibly empty) with the end marker: the server commits only then.
+      const n = chunk.rows;
+      yield chunk.take(true);
+      sent += n;
     } catch (err) {
       failure = err;
       throw err;
@@ -636,6 +814,10 @@ export async function runFeatures(config: Config, argv: readonly string[]): Prom
         entities: { type: "string", default: "" },
         features: { type: "string", default: "" },
         out: { type: "string", default: "" },
+        start: { type: "string", default: "" },
+        end: { type: "string", default: "" },
+        incremental: { type: "boolean", default: false },
+        "no-wait": { type: "boolean", default: false },
       },
       allowPositionals: true,
       strict: true,
@@ -724,17 +906,56 @@ export async function runFeatures(config: Config, argv: readonly string[]): Prom
         const requestId = String(values["request-id"]);
         if (requestId.length > 128) throw new UsageError("--request-id: at most 128 characters");
         try {
-          const res = await ingestCsv(client, positionals[0]!, positionals[1]!, { batch, requestId, offlineOnly: values["offline-only"] === true });
+          const res = await ingestFile(client, positionals[0]!, positionals[1]!, { batch, requestId, offlineOnly: values["offline-only"] === true });
           if (json) printJson(res);
           else printTable([res], ["view", "rows_accepted", "online_rows_updated", "min_event_time", "max_event_time", "rows_per_second"]);
           return EXIT.OK;
         } catch (err) {
-          if (err instanceof CsvFormatError) {
+          if (err instanceof CsvFormatError || err instanceof ParquetFormatError) {
             printError(`${err.message}; nothing was written`);
             return EXIT.USAGE;
           }
           throw err;
         }
+      }
+      case "materialize": {
+        const time = (flag: "start" | "end") => {
+          const raw = String(values[flag]);
+          if (!raw) return undefined;
+          try {
+            return parseEventTs(raw);
+          } catch (err) {
+            throw new UsageError(`--${flag}: ${(err as Error).message}`);
+          }
+        };
+        const startTime = time("start");
+        const endTime = time("end");
+        let { job } = await client.materialize({ views: positionals, timeRange: { startTime, endTime }, incremental: values.incremental === true });
+        const progress = process.stderr.isTTY === true;
+        while (values["no-wait"] !== true && job && (job.state === MaterializationState.PENDING || job.state === MaterializationState.RUNNING)) {
+          await new Promise((r) => setTimeout(r, 200));
+          job = (await client.getMaterializationStatus({ jobId: job.jobId })).job;
+          if (progress && job) process.stderr.write(`\r${MaterializationState[job.state]} ${job.progress.map((p) => `${p.view}: ${p.rowsWritten}/${p.rowsRead}`).join(", ")}`);
+        }
+        if (progress) process.stderr.write("\n");
+        if (!job) throw new Error("the server returned no job");
+        const tsText = (t: { seconds: bigint; nanos: number } | undefined) => (t ? new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6)).toISOString() : "");
+        const rows = job.progress.map((p) => ({
+          job_id: job!.jobId,
+          view: p.view,
+          state: MaterializationState[p.state] ?? String(p.state),
+          start: tsText(p.timeRange?.startTime),
+          end: tsText(p.timeRange?.endTime),
+          rows_read: Number(p.rowsRead),
+          rows_written: Number(p.rowsWritten),
+        }));
+        if (json) printJson({ job_id: job.jobId, state: MaterializationState[job.state], error: job.error, views: rows });
+        else printTable(rows, ["job_id", "view", "state", "start", "end", "rows_read", "rows_written"]);
+        if (job.state === MaterializationState.FAILED) {
+          printError(`materialization failed: ${job.error}`);
+          return EXIT.FAILED;
+        }
+        return EXIT.OK;
       }
       case "history": {
         const entities = String(values.entities);

@@ -1,11 +1,14 @@
 // IngestFeatures (streamed batch files): the header is checked, every chunk is checked
 // with the same checkRows as WriteFeatures and staged in `ingest_staging` in its own
-// transaction (so an upload is never held in memory), and when the stream ends the staged
-// rows move to the stores in one step: with the SQLite online store one transaction does
-// the online newest-wins merge, the offline append, the audit record, the idempotency
-// record and the staging clean-up. With Redis the online merge runs first in batches
+// transaction (so an upload is never held in memory). The server commits only after the
+// client's end-of-upload marker: then the staged rows move to the stores in ONE
+// transaction (online newest-wins merge, offline append, audit, idempotency record,
+// staging clean-up) that is executed in slices of rows across event-loop ticks, so the
+// process keeps serving reads while a million-row upload commits. Other writes wait on the
+// WriteGate meanwhile; reads use the read-only connection and see the upload all at once
+// when it commits, or not at all. With Redis the online merge runs first in batches
 // (idempotent, as in FeatureWriter.write), then the same SQLite transaction. Any error or
-// cancellation before that deletes the staged rows, so nothing is left behind.
+// cancellation before the commit deletes the staged rows, so nothing is left behind.
 
 import { randomUUID } from "node:crypto";
 import type Database from "better-sqlite3";
@@ -16,6 +19,7 @@ import type { FeatureMetrics } from "./metrics.js";
 import type { OnlineStore } from "./online-store.js";
 import type { DefinitionStore } from "./store.js";
 import type { CheckedRow, StoredView } from "./types.js";
+import type { WriteGate } from "./write-gate.js";
 
 export interface IngestHeaderInput {
   readonly view: string;
@@ -25,16 +29,22 @@ export interface IngestHeaderInput {
   readonly requestId: string;
   /** 0: unknown. */
   readonly expectedRows: number;
+  /** What source lines count, as errors name them: "line" or "row". */
+  readonly sourceUnit: "line" | "row";
   readonly principal: string;
 }
 
 /** Rows read back from staging per online batch (Redis path). */
 const ONLINE_BATCH = 5000;
+/** Staged rows moved per slice of the commit transaction (~10-30 ms each). */
+const COMMIT_SLICE = 10_000;
+
+const nextTick = () => new Promise<void>((r) => setImmediate(r));
 
 /** `line 1042.values[1]` -> field `line 1042`, problem `spend_7d: ...`; other fields kept. */
 function relabel(err: unknown): unknown {
   if (!(err instanceof ValidationError)) return err;
-  const m = /^((?:line \d+)|(?:rows\[\d+\]))(?:\.(.*))?$/.exec(err.field);
+  const m = /^((?:(?:line|row) \d+)|(?:rows\[\d+\]))(?:\.(.*))?$/.exec(err.field);
   if (!m) return err;
   const problem = err.message.slice(err.field.length + 2);
   const rest = m[2];
@@ -67,7 +77,8 @@ export class Upload {
   stage(rows: readonly RowInput[], lines: readonly number[]): void {
     if (this.done) throw new Error("upload already finished");
     const offset = this.rows;
-    const label = lines.length ? (i: number) => `line ${lines[i]}` : (i: number) => `rows[${offset + i}]`;
+    const unit = this.header.sourceUnit;
+    const label = lines.length ? (i: number) => `${unit} ${lines[i]}` : (i: number) => `rows[${offset + i}]`;
     let checked: CheckedRow[];
     try {
       checked = checkRows(
@@ -95,17 +106,19 @@ export class Upload {
       if (expectedRows > 0 && expectedRows !== this.rows) {
         throw new ValidationError("header.expected_rows", `the client announced ${expectedRows} rows but sent ${this.rows}; the upload looks truncated, nothing was written`);
       }
-      return await this.ingestor.commit(this, { min: this.min, max: this.max });
+      const result = await this.ingestor.commit(this, { min: this.min, max: this.max });
+      this.done = true; // the commit deleted the staged rows in its transaction
+      return result;
     } finally {
-      this.discard();
+      await this.discard();
     }
   }
 
   /** Delete whatever was staged (idempotent; after a commit there is nothing left). */
-  discard(): void {
+  async discard(): Promise<void> {
     if (this.done) return;
     this.done = true;
-    this.ingestor.dropStaged(this.id);
+    await this.ingestor.dropStaged(this.id, this.rows);
   }
 }
 
@@ -116,6 +129,7 @@ export class BulkIngestor {
   private readonly mergeOnline: Database.Statement;
   private readonly appendOffline: Database.Statement;
   private readonly stageTx: (id: string, offset: number, rows: readonly CheckedRow[]) => void;
+  private readonly deleteStagedSlice: Database.Statement;
 
   constructor(
     private readonly sqlite: Database.Database,
@@ -126,6 +140,7 @@ export class BulkIngestor {
     private readonly writer: FeatureWriter,
     readonly opts: WriterOptions,
     readonly clock: () => number,
+    readonly gate: WriteGate,
   ) {
     // Uploads of a previous process can never complete.
     sqlite.prepare("DELETE FROM ingest_staging").run();
@@ -139,14 +154,15 @@ export class BulkIngestor {
     // order is arrival order), applied by SQLite to every staged row.
     this.mergeOnline = sqlite.prepare(
       `INSERT INTO online_rows (view, entity_key, event_time, write_time, values_json)
-       SELECT ?, entity_key, event_time, ?, values_json FROM ingest_staging WHERE upload_id = ? ORDER BY seq
+       SELECT ?, entity_key, event_time, ?, values_json FROM ingest_staging WHERE upload_id = ? AND seq >= ? AND seq < ? ORDER BY seq
        ON CONFLICT (view, entity_key) DO UPDATE SET event_time = excluded.event_time, write_time = excluded.write_time,
          values_json = excluded.values_json WHERE excluded.event_time >= online_rows.event_time`,
     );
     this.appendOffline = sqlite.prepare(
       `INSERT INTO offline_rows (view, entity_key, event_time, write_time, values_json)
-       SELECT ?, entity_key, event_time, ?, values_json FROM ingest_staging WHERE upload_id = ? ORDER BY seq`,
+       SELECT ?, entity_key, event_time, ?, values_json FROM ingest_staging WHERE upload_id = ? AND seq >= ? AND seq < ? ORDER BY seq`,
     );
+    this.deleteStagedSlice = sqlite.prepare("DELETE FROM ingest_staging WHERE upload_id = ? AND seq >= ? AND seq < ?");
     this.stageTx = sqlite.transaction((id: string, offset: number, rows: readonly CheckedRow[]) => {
       for (let i = 0; i < rows.length; i++) {
         const r = rows[i]!;
@@ -171,22 +187,35 @@ export class BulkIngestor {
     if (rows.length) this.stageTx(id, offset, rows);
   }
 
-  dropStaged(id: string): void {
-    this.deleteStaged.run(id);
+  /** Delete an upload's staged rows in slices (they are invisible; nothing waits on this). */
+  async dropStaged(id: string, rows: number): Promise<void> {
+    for (let from = 0; from < rows; from += COMMIT_SLICE) {
+      await this.gate.run(() => this.deleteStagedSlice.run(id, from, from + COMMIT_SLICE));
+      if (from + COMMIT_SLICE < rows) await nextTick();
+    }
+    // Anything staged past the count (a chunk that failed half-way cannot, but be sure).
+    await this.gate.run(() => this.deleteStaged.run(id));
   }
 
   async commit(upload: Upload, range: { min: number; max: number }): Promise<WriteResult> {
+    return this.gate.exclusively(() => this.commitAlone(upload, range));
+  }
+
+  private async commitAlone(upload: Upload, range: { min: number; max: number }): Promise<WriteResult> {
     const h = upload.header;
     const now = this.clock();
     // A retry racing the first upload with the same request id.
     const replay = this.writer.seenResult(h.requestId, now);
-    if (replay) return replay;
+    if (replay) {
+      this.deleteStaged.run(upload.id);
+      return replay;
+    }
     const rows = upload.rowCount;
     const name = h.view;
     const inSqlite = this.online.kind === "sqlite";
     let onlineRowsUpdated = 0;
+    this.defs.requireView(name);
     if (!h.offlineOnly && !inSqlite && rows > 0) {
-      this.defs.requireView(name);
       for (let from = 0; ; ) {
         const batch = this.batchStaged.all(upload.id, from, ONLINE_BATCH) as Array<CheckedRow & { seq: number }>;
         if (batch.length === 0) break;
@@ -195,12 +224,20 @@ export class BulkIngestor {
       }
     }
     const result = (): WriteResult => ({ rowsWritten: rows, onlineRowsUpdated, minEventTime: range.min, maxEventTime: range.max });
-    this.sqlite.transaction(() => {
-      // The view may have been deleted while the upload was in flight.
+    // One transaction, run in slices: between slices other callbacks run, but the gate
+    // keeps every other write out of it and readers (the read-only connection) see none
+    // of it until COMMIT.
+    this.sqlite.exec("BEGIN IMMEDIATE");
+    try {
+      for (let from = 0; from < rows; from += COMMIT_SLICE) {
+        const to = from + COMMIT_SLICE;
+        if (!h.offlineOnly && inSqlite) onlineRowsUpdated += this.mergeOnline.run(name, now, upload.id, from, to).changes;
+        this.appendOffline.run(name, now, upload.id, from, to);
+        this.deleteStagedSlice.run(upload.id, from, to);
+        if (to < rows) await nextTick();
+      }
+      // The view cannot have been deleted meanwhile (deletes wait on the gate), but check.
       this.defs.requireView(name);
-      if (!h.offlineOnly && inSqlite && rows > 0) onlineRowsUpdated = this.mergeOnline.run(name, now, upload.id).changes;
-      if (rows > 0) this.appendOffline.run(name, now, upload.id);
-      this.deleteStaged.run(upload.id);
       this.audit.record({
         principal: h.principal,
         action: "features.ingest",
@@ -216,7 +253,11 @@ export class BulkIngestor {
         },
       });
       this.writer.recordResult(h.requestId, result(), now);
-    })();
+      this.sqlite.exec("COMMIT");
+    } catch (err) {
+      if (this.sqlite.inTransaction) this.sqlite.exec("ROLLBACK");
+      throw err;
+    }
     if (rows > 0) {
       this.metrics.ingestRows.inc({ view: name, source: "ingest" }, rows);
       this.metrics.ingestLag.observe({ view: name }, Math.max(0, (now - range.max) / 1000));

@@ -12,6 +12,7 @@ import type { OfflineStore } from "./offline-store.js";
 import type { OnlineStore } from "./online-store.js";
 import type { DefinitionStore } from "./store.js";
 import type { CheckedRow, Scalar, StoredView } from "./types.js";
+import type { WriteGate } from "./write-gate.js";
 
 export interface RowInput {
   readonly entityKey: Readonly<Record<string, Scalar>>;
@@ -28,8 +29,8 @@ export interface WriteInput {
   readonly offlineOnly: boolean;
   readonly requestId: string;
   readonly principal: string;
-  /** "write" (WriteFeatures) or "ingest" (IngestFeatures, streaming); metrics and audit. */
-  readonly source: "write" | "ingest";
+  /** "write" (WriteFeatures), "ingest" (IngestFeatures) or "stream" (NATS); metrics and audit. */
+  readonly source: "write" | "ingest" | "stream";
   /** Name of each row in errors: `rows[3]` by default, `line 1042` for files. */
   readonly rowLabel?: (index: number) => string;
 }
@@ -113,6 +114,7 @@ export class FeatureWriter {
     private readonly metrics: FeatureMetrics,
     private readonly opts: WriterOptions,
     private readonly clock: () => number,
+    private readonly gate: WriteGate,
   ) {
     this.seenRequest = sqlite.prepare("SELECT response_json FROM write_requests WHERE request_id = ? AND time >= ?").pluck();
     this.recordRequest = sqlite.prepare("INSERT OR REPLACE INTO write_requests (request_id, response_json, time) VALUES (?, ?, ?)");
@@ -136,7 +138,12 @@ export class FeatureWriter {
     this.recordRequest.run(requestId, JSON.stringify(result), now);
   }
 
-  async write(input: WriteInput): Promise<WriteResult> {
+  /** Check and write; waits while a sliced upload commit holds the connection. */
+  write(input: WriteInput): Promise<WriteResult> {
+    return this.gate.run(() => this.writeNow(input));
+  }
+
+  private async writeNow(input: WriteInput): Promise<WriteResult> {
     const now = this.clock();
     const seen = this.seenResult(input.requestId, now);
     if (seen) return seen;
@@ -156,7 +163,7 @@ export class FeatureWriter {
       this.offline.append(view.name, rows, now);
       this.audit.record({
         principal: input.principal,
-        action: input.source === "write" ? "features.write" : "features.ingest",
+        action: `features.${input.source}`,
         resource: `feature_views/${view.name}/rows`,
         scope: view.name,
         after: { rows: rows.length, onlineRowsUpdated, offlineOnly: input.offlineOnly, minEventTime: rows.length ? min : null, maxEventTime: rows.length ? max : null },

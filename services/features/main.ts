@@ -1,10 +1,14 @@
 // Builds the feature service's real dependencies (SQLite definitions and offline store,
 // the SQLite or Redis online store, outbox relay, metrics) and starts it.
 
+import { createHash } from "node:crypto";
+import Database from "better-sqlite3";
 import path from "node:path";
+import { Worker } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
 import { FeatureService } from "../../gen/mlmesh/features/v1/features_service_pb.js";
 import { openSqlite } from "../../lib/db.js";
+import type { Logger } from "../../lib/logger.js";
 import { createRpcMetrics } from "../../lib/metrics.js";
 import { Outbox } from "../../lib/outbox.js";
 import type { Runtime, ServiceHandle } from "../../lib/runtime.js";
@@ -13,6 +17,7 @@ import { hostService } from "../../lib/service-host.js";
 import { STREAMS } from "../../lib/streams.js";
 import { BulkIngestor } from "./bulk-ingest.js";
 import { FeatureWriter } from "./ingest.js";
+import { Materializer } from "./materialize.js";
 import { createFeatureMetrics } from "./metrics.js";
 import { OfflineStore } from "./offline-store.js";
 import { SqliteOnlineStore, type OnlineStore } from "./online-store.js";
@@ -21,9 +26,49 @@ import { RedisOnlineStore } from "./redis-online-store.js";
 import * as schema from "./schema.js";
 import { createFeatureService } from "./service.js";
 import { DefinitionStore } from "./store.js";
+import { StreamIngestor } from "./stream-ingest.js";
+import type { Subscription } from "../../lib/events.js";
+import { WriteGate } from "./write-gate.js";
 import { TransformRegistry, type TransformSpec } from "./transforms.js";
 
 const MIGRATIONS = path.join(path.dirname(fileURLToPath(import.meta.url)), "migrations");
+const CHECKPOINT_WORKER = new URL("./checkpoint-worker.mjs", import.meta.url);
+
+/**
+ * Move WAL checkpoints to a worker (see checkpoint-worker.mjs). If it cannot start or
+ * dies, SQLite's automatic checkpoints are turned back on, so the WAL never grows unbounded.
+ */
+async function startCheckpointWorker(sqlite: Database.Database, file: string, logger: Logger): Promise<Worker | undefined> {
+  const worker = new Worker(CHECKPOINT_WORKER, { workerData: { path: file, intervalMs: 1000 } });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      worker.once("message", () => resolve());
+      worker.once("error", reject);
+      worker.once("exit", (code) => reject(new Error(`exited with ${code}`)));
+    });
+  } catch (err) {
+    logger.warn({ err }, "features: WAL checkpoint worker did not start; SQLite checkpoints inline");
+    await worker.terminate();
+    return undefined;
+  }
+  sqlite.pragma("wal_autocheckpoint = 0");
+  worker.on("message", (m: { error?: string }) => {
+    if (m.error) logger.warn({ error: m.error }, "features: WAL checkpoint failed; will retry");
+  });
+  worker.on("error", (err) => logger.error({ err }, "features: WAL checkpoint worker failed"));
+  worker.once("exit", () => {
+    if (sqlite.open) sqlite.pragma("wal_autocheckpoint = 1000");
+  });
+  return worker;
+}
+
+async function stopCheckpointWorker(worker: Worker | undefined): Promise<void> {
+  if (!worker) return;
+  const exited = new Promise((r) => worker.once("exit", r));
+  worker.postMessage("stop");
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
+  await worker.terminate();
+}
 
 /** Feature-service settings; the CLI fills them from MLMESH_FEATURES_* / MLMESH_REDIS_URL. */
 export interface FeaturesOptions {
@@ -43,6 +88,10 @@ export interface FeaturesOptions {
   readonly maxHistoricalRows?: number;
   /** User-defined on-demand transforms, registered next to the built-ins. */
   readonly transforms?: readonly TransformSpec[];
+  /** MLMESH_FEATURES_STREAM_INGEST: consume FeatureRowsIngested from NATS (default: rt.config.features). */
+  readonly streamIngest?: boolean;
+  /** MLMESH_FEATURES_INGEST_SUBJECT_PREFIX: subjects `<prefix>.<view>` (default: rt.config.features). */
+  readonly ingestSubjectPrefix?: string;
   /** Time source (tests pass a fixed clock). */
   readonly clock?: () => number;
 }
@@ -52,20 +101,31 @@ export async function startFeatures(rt: Runtime, options: FeaturesOptions = {}):
   const clock = options.clock ?? Date.now;
   await rt.bus.ensureStream(STREAMS.features);
   let online: OnlineStore | undefined;
+  let materializer: Materializer | undefined;
+  let streamSub: Subscription | undefined;
   const handle = openSqlite({ dataDir: rt.config.dataDir, file: "features.db", schema, migrationsFolder: MIGRATIONS });
+  // Reads of online and offline rows use their own read-only connection: a large upload
+  // commits in one transaction spread over several ticks, and readers must not see it
+  // half-done (WAL gives this connection the last committed state).
+  let reader: Database.Database | undefined;
+  let checkpoints: Worker | undefined;
   try {
+    reader = new Database(handle.path, { readonly: true, fileMustExist: true });
+    reader.pragma("busy_timeout = 5000");
+    checkpoints = await startCheckpointWorker(handle.sqlite, handle.path, logger);
+    const gate = new WriteGate();
     if (options.onlineStore === "redis") {
       if (!options.redisUrl) throw new Error("the Redis online store needs MLMESH_REDIS_URL");
       online = await RedisOnlineStore.connect(options.redisUrl, options.redisKeyPrefix ?? "mlmesh:features:");
     } else {
-      online = new SqliteOnlineStore(handle.sqlite);
+      online = new SqliteOnlineStore(handle.sqlite, reader);
     }
     logger.info({ online_store: online.kind }, "features: online store ready");
     const rpcMetrics = createRpcMetrics();
     const metrics = createFeatureMetrics(rpcMetrics.registry, clock);
     const outbox = new Outbox(handle.sqlite, rt.bus, logger, "features");
     const transforms = new TransformRegistry(options.transforms);
-    const offline = new OfflineStore(handle.sqlite);
+    const offline = new OfflineStore(handle.sqlite, reader);
     const defs = new DefinitionStore(handle.sqlite, outbox, transforms, offline, online, clock);
     for (const name of defs.viewNames()) {
       const newest = offline.newestEventTime(name);
@@ -75,8 +135,9 @@ export async function startFeatures(rt: Runtime, options: FeaturesOptions = {}):
       maxFutureSkewMs: options.maxFutureSkewMs ?? 5 * 60_000,
       maxRowsPerWrite: options.maxRowsPerWrite ?? 100_000,
     };
-    const writer = new FeatureWriter(handle.sqlite, defs, offline, online, defs.audit, metrics, writerOptions, clock);
-    const ingestor = new BulkIngestor(handle.sqlite, defs, online, defs.audit, metrics, writer, writerOptions, clock);
+    const writer = new FeatureWriter(handle.sqlite, defs, offline, online, defs.audit, metrics, writerOptions, clock, gate);
+    const ingestor = new BulkIngestor(handle.sqlite, defs, online, defs.audit, metrics, writer, writerOptions, clock, gate);
+    materializer = new Materializer(handle.sqlite, defs, online, outbox, metrics, logger, clock, gate);
     const limits = { maxEntitiesPerRead: options.maxEntitiesPerRead ?? 10_000, maxHistoricalRows: options.maxHistoricalRows ?? 1_000_000 };
     const impl = createFeatureService({
       defs,
@@ -89,23 +150,47 @@ export async function startFeatures(rt: Runtime, options: FeaturesOptions = {}):
       offline,
       online,
       metrics,
+      materializer,
+      gate,
       clock,
     });
     outbox.start();
+    materializer.resume();
+    const streamIngest = options.streamIngest ?? rt.config.features?.streamIngest ?? true;
+    if (streamIngest) {
+      const prefix = options.ingestSubjectPrefix ?? rt.config.features?.ingestSubjectPrefix ?? "mlmesh.features.ingest";
+      // One durable consumer per replica (data dir + port): a restart resumes after its last ack.
+      const replica = createHash("sha256").update(`${path.resolve(rt.config.dataDir)}|${rt.config.ports.features.grpc}|${prefix}`).digest("hex").slice(0, 12);
+      const streamer = new StreamIngestor(handle.sqlite, writer, outbox, metrics, logger, prefix, clock, gate);
+      streamSub = await streamer.subscribe(rt.bus, `features_ingest_${replica}`);
+      logger.info({ subjects: `${prefix}.<view>` }, "features: consuming streaming ingest");
+    }
     const store = online;
+    const readOnly = reader;
+    const ckpt = checkpoints;
+    const jobs = materializer;
+    const sub = streamSub;
     return await hostService(rt, {
       name: "features",
       logger,
       metrics: rpcMetrics,
-      services: [serviceRegistration(FeatureService, impl, "Materialize lands later in issue #5")],
+      services: [serviceRegistration(FeatureService, impl)],
       close: async () => {
+        await sub?.stop();
+        await jobs.stop();
         await outbox.stop();
         await store.close();
+        await stopCheckpointWorker(ckpt);
+        readOnly.close();
         handle.close();
       },
     });
   } catch (err) {
+    await streamSub?.stop();
+    await materializer?.stop();
     await online?.close();
+    await stopCheckpointWorker(checkpoints);
+    reader?.close();
     handle.close();
     throw err;
   }

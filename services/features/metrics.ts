@@ -12,6 +12,11 @@ export interface FeatureMetrics {
   readonly onlineValues: Counter<"view" | "status">;
   readonly onlineReadDuration: Histogram<"store">;
   readonly historicalRows: Counter<"view">;
+  readonly materializedRows: Counter<"view">;
+  /** Streaming ingest messages by outcome (written, duplicate, rejected). */
+  readonly streamMessages: Counter<"outcome">;
+  /** Consume time minus publish time (EventMeta.occurred_at) of streamed messages. */
+  readonly streamLag: Histogram;
   /** Newest event time (ms) per view, the basis of the freshness gauge. */
   readonly newest: Map<string, number>;
   noteWrite(view: string, newestEventTime: number): void;
@@ -67,6 +72,24 @@ export function createFeatureMetrics(registry: Registry, clock: () => number): F
       name: "mlmesh_features_historical_rows_total",
       help: "Entity rows joined by GetHistoricalFeatures, by view.",
       labelNames: ["view"] as const,
+      registers: [registry],
+    }),
+    materializedRows: new Counter({
+      name: "mlmesh_features_materialized_rows_total",
+      help: "Online rows changed by materialization jobs (offline -> online), by view.",
+      labelNames: ["view"] as const,
+      registers: [registry],
+    }),
+    streamMessages: new Counter({
+      name: "mlmesh_features_stream_messages_total",
+      help: "FeatureRowsIngested messages consumed from NATS, by outcome: written, duplicate (event id seen), rejected (dead-lettered).",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    }),
+    streamLag: new Histogram({
+      name: "mlmesh_features_stream_lag_seconds",
+      help: "Time from publishing a FeatureRowsIngested message (meta.occurred_at) to its commit by the feature service.",
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 3600],
       registers: [registry],
     }),
     newest,

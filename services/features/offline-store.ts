@@ -19,19 +19,23 @@ export class OfflineStore {
   private readonly countStmt: Database.Statement;
   private readonly newestStmt: Database.Statement;
 
-  constructor(private readonly sqlite: Database.Database) {
+  /** `reader`: a read-only connection for the queries (see SqliteOnlineStore); defaults to `sqlite`. */
+  constructor(
+    private readonly sqlite: Database.Database,
+    reader: Database.Database = sqlite,
+  ) {
     this.insert = sqlite.prepare("INSERT INTO offline_rows (view, entity_key, event_time, write_time, values_json) VALUES (?, ?, ?, ?, ?)");
-    this.historyStmt = sqlite.prepare(
+    this.historyStmt = reader.prepare(
       `SELECT seq, event_time AS eventTime, values_json AS valuesJson FROM offline_rows
        WHERE view = ? AND entity_key = ? AND event_time >= ? AND event_time <= ? ORDER BY event_time, seq`,
     );
-    this.beforeStmt = sqlite.prepare(
+    this.beforeStmt = reader.prepare(
       `SELECT seq, event_time AS eventTime, values_json AS valuesJson FROM offline_rows
        WHERE view = ? AND entity_key = ? AND event_time < ? ORDER BY event_time DESC, seq DESC LIMIT 1`,
     );
     this.removeView = sqlite.prepare("DELETE FROM offline_rows WHERE view = ?");
-    this.countStmt = sqlite.prepare("SELECT count(*) FROM offline_rows WHERE view = ?").pluck();
-    this.newestStmt = sqlite.prepare("SELECT max(event_time) FROM offline_rows WHERE view = ?").pluck();
+    this.countStmt = reader.prepare("SELECT count(*) FROM offline_rows WHERE view = ?").pluck();
+    this.newestStmt = reader.prepare("SELECT max(event_time) FROM offline_rows WHERE view = ?").pluck();
   }
 
   /** Append rows; must run inside the caller's transaction (so the write is all-or-nothing). */

@@ -9,7 +9,7 @@ import { GetOnlineFeaturesResponseSchema } from "../../gen/mlmesh/features/v1/fe
 import { FeatureStatus } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { valueToProto } from "./mapping.js";
-import { encodeOnlineFeaturesResponse } from "./online-encoding.js";
+import { encodeOnlineFeaturesColumns, encodeOnlineFeaturesResponse } from "./online-encoding.js";
 import type { ReadValue, ValueKind } from "./types.js";
 
 const STATUS: Record<ReadValue["status"], FeatureStatus> = {
@@ -64,5 +64,53 @@ describe("encodeOnlineFeaturesResponse", () => {
     assert.ok(equals(GetOnlineFeaturesResponseSchema, fast, slow), JSON.stringify({ fast: fast.rows[0], slow: slow.rows[0] }, (_k, v) => (typeof v === "bigint" ? String(v) : v)));
     // And the bytes are the same as protobuf-es writes them.
     assert.deepEqual(encodeOnlineFeaturesResponse(refs, rows, types, now), toBinary(GetOnlineFeaturesResponseSchema, slow));
+  });
+
+  it("matches protobuf-es byte for byte on long rows, multi-byte lengths and extreme values", () => {
+    const kinds: ValueKind[] = [];
+    const row: ReadValue[] = [];
+    for (let i = 0; i < 150; i++) {
+      const kind = (["int64", "string", "float_vector", "float64"] as const)[i % 4]!;
+      kinds.push(kind);
+      const value = kind === "int64" ? [2n ** 60n, -(2n ** 63n), 2n ** 63n - 1n, 127n][i % 4]! : kind === "string" ? "ü".repeat(i * 3) : kind === "float_vector" ? Array.from({ length: i }, (_, j) => j / 4) : -1e300;
+      row.push({ status: "present", value, eventTime: -62135596800000 + i * 1001 });
+    }
+    const manyRefs = kinds.map((k, i) => `view_${"x".repeat(100)}:f${i}`);
+    const now = 253402300799999;
+    const slow = reflective(manyRefs, [row, row], kinds, now);
+    assert.deepEqual(encodeOnlineFeaturesResponse(manyRefs, [row, row], kinds, now), toBinary(GetOnlineFeaturesResponseSchema, slow));
+  });
+
+  it("encodes a columnar read byte for byte as protobuf-es, zero values where not PRESENT", () => {
+    const now = 1_700_000_123_456;
+    const columns = types.map((type, c) => {
+      const zero = { float64: 0, float32: 0, int64: 0n, string: "", bool: false, float_vector: [] as number[] }[type];
+      const pick = rows.map((r) => (r[c]!.status === "present" ? r[c]!.value : zero));
+      const base = { statuses: rows.map((r) => STATUS[r[c]!.status]), eventTimesMs: rows.map((r) => (Number.isNaN(r[c]!.eventTime) ? 0 : r[c]!.eventTime)) };
+      switch (type) {
+        case "float64":
+          return { ...base, doubleValues: pick as number[] };
+        case "float32":
+          return { ...base, floatValues: pick as number[] };
+        case "int64":
+          return { ...base, int64Values: pick as bigint[] };
+        case "string":
+          return { ...base, stringValues: pick as string[] };
+        case "bool":
+          return { ...base, boolValues: pick as boolean[] };
+        default:
+          return { ...base, vectorValues: (pick as number[][]).map((values) => ({ values })) };
+      }
+    });
+    const slow = create(GetOnlineFeaturesResponseSchema, { refs, readTime: timestampFromMs(now), columns });
+    const bytes = encodeOnlineFeaturesColumns(refs, rows, types, now);
+    assert.deepEqual(bytes, toBinary(GetOnlineFeaturesResponseSchema, slow));
+    const decoded = fromBinary(GetOnlineFeaturesResponseSchema, bytes);
+    assert.deepEqual(decoded.columns[5]!.vectorValues.map((v) => v.values), [[0.5, -1, 3.25], []]);
+    assert.deepEqual(decoded.columns[1]!.statuses, [FeatureStatus.PRESENT, FeatureStatus.EXPIRED]);
+    assert.deepEqual(decoded.columns[1]!.eventTimesMs, [1_700_000_000_123, 1_600_000_000_000]);
+    // No entities: empty columns, as protobuf-es writes them.
+    const none = create(GetOnlineFeaturesResponseSchema, { refs, readTime: timestampFromMs(now), columns: types.map(() => ({})) });
+    assert.deepEqual(encodeOnlineFeaturesColumns(refs, [], types, now), toBinary(GetOnlineFeaturesResponseSchema, none));
   });
 });

@@ -34,7 +34,11 @@ export class SqliteOnlineStore implements OnlineStore {
   private readonly count: Database.Statement;
   private readonly writeTx: (view: string, rows: readonly CheckedRow[], writeTime: number) => number;
 
-  constructor(sqlite: Database.Database) {
+  /**
+   * `reader`: a read-only connection to the same file for lookups, so reads never see a
+   * transaction in progress on `sqlite` (a sliced upload commit); defaults to `sqlite`.
+   */
+  constructor(sqlite: Database.Database, reader: Database.Database = sqlite) {
     // The WHERE on the conflict branch is the whole "late rows never win" rule, applied by
     // SQLite per row inside the transaction.
     this.upsert = sqlite.prepare(
@@ -42,9 +46,9 @@ export class SqliteOnlineStore implements OnlineStore {
        ON CONFLICT (view, entity_key) DO UPDATE SET event_time = excluded.event_time, write_time = excluded.write_time,
          values_json = excluded.values_json WHERE excluded.event_time >= online_rows.event_time`,
     );
-    this.select = sqlite.prepare("SELECT event_time AS eventTime, values_json AS valuesJson FROM online_rows WHERE view = ? AND entity_key = ?");
+    this.select = reader.prepare("SELECT event_time AS eventTime, values_json AS valuesJson FROM online_rows WHERE view = ? AND entity_key = ?");
     this.removeView = sqlite.prepare("DELETE FROM online_rows WHERE view = ?");
-    this.count = sqlite.prepare("SELECT count(*) AS n FROM online_rows WHERE view = ?").pluck();
+    this.count = reader.prepare("SELECT count(*) AS n FROM online_rows WHERE view = ?").pluck();
     this.writeTx = sqlite.transaction((view: string, rows: readonly CheckedRow[], writeTime: number) => {
       let updated = 0;
       for (const r of rows) updated += this.upsert.run(view, r.entityKey, r.eventTime, writeTime, r.valuesJson).changes;

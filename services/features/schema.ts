@@ -87,3 +87,34 @@ export const ingestStaging = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.uploadId, t.seq] })],
 );
+
+/**
+ * Materialization jobs (offline -> online copies). The job and its per-view progress,
+ * including the resume cursor (last entity key done), are kept as JSON and rewritten after
+ * every page, so a job interrupted by a restart resumes where it stopped.
+ */
+export const materializationJobs = sqliteTable(
+  "materialization_jobs",
+  {
+    jobId: text("job_id").primaryKey(),
+    /** PENDING, RUNNING, SUCCEEDED, FAILED (lower case). */
+    state: text("state").notNull(),
+    jobJson: text("job_json").notNull(),
+    createTime: integer("create_time").notNull(),
+    updateTime: integer("update_time").notNull(),
+  },
+  (t) => [index("materialization_jobs_state_idx").on(t.state, t.createTime)],
+);
+
+/**
+ * Per view, where the last successful materialization ended: rows with an event time
+ * before `event_time` and written (offline seq) at or before `seq` are in the online store.
+ * An incremental job copies what lies past either bound.
+ */
+export const materializationWatermarks = sqliteTable("materialization_watermarks", {
+  view: text("view").primaryKey(),
+  eventTime: integer("event_time").notNull(),
+  seq: integer("seq").notNull(),
+  jobId: text("job_id").notNull(),
+  updateTime: integer("update_time").notNull(),
+});

@@ -1,12 +1,12 @@
 // FeatureService handlers: validate, call the domain, map the result. Definitions,
-// writes, streaming ingest, online and historical reads, freshness and audit are served
-// here; materialization answers UNIMPLEMENTED until it lands.
+// writes, streamed uploads, online and historical reads, materialization, freshness and
+// audit are served here.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, type TimestampSchema } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { FeatureValueSchema } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
-import type { FeatureService, GetOnlineFeaturesResponse, IngestFeaturesRequest } from "../../gen/mlmesh/features/v1/features_service_pb.js";
+import type { FeatureService, GetOnlineFeaturesResponse, IngestFeaturesRequest, OnlineFeatureColumnSchema } from "../../gen/mlmesh/features/v1/features_service_pb.js";
 import { acceptsPreEncoded, answerPreEncoded } from "../../lib/pre-encoded.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ValidationError } from "../../lib/errors.js";
@@ -14,6 +14,7 @@ import { decodePageToken, encodePageToken, pageSize } from "../../lib/paging.js"
 import { principalOf } from "../../lib/principal.js";
 import type { BulkIngestor, Upload } from "./bulk-ingest.js";
 import type { FeatureWriter } from "./ingest.js";
+import type { Materializer } from "./materialize.js";
 import {
   durationFromMs,
   entityKeyFromProto,
@@ -31,14 +32,15 @@ import {
   viewToProto,
 } from "./mapping.js";
 import type { FeatureMetrics } from "./metrics.js";
-import { encodeOnlineFeaturesResponse } from "./online-encoding.js";
+import { encodeOnlineFeaturesColumns, encodeOnlineFeaturesResponse } from "./online-encoding.js";
 import { validateName, validateText } from "./names.js";
 import type { OfflineStore } from "./offline-store.js";
 import type { OnlineStore } from "./online-store.js";
 import type { HistoricalReader, OnlineReader, ReadPlan, ReadPlanner } from "./reads.js";
 import type { DefinitionStore } from "./store.js";
 import type { TransformRegistry } from "./transforms.js";
-import type { ReadValue } from "./types.js";
+import type { ReadValue, ValueKind } from "./types.js";
+import type { WriteGate } from "./write-gate.js";
 
 export interface FeatureServiceDeps {
   readonly defs: DefinitionStore;
@@ -51,6 +53,8 @@ export interface FeatureServiceDeps {
   readonly offline: OfflineStore;
   readonly online: OnlineStore;
   readonly metrics: FeatureMetrics;
+  readonly materializer: Materializer;
+  readonly gate: WriteGate;
   readonly clock: () => number;
 }
 
@@ -81,6 +85,27 @@ function valuesToProto(values: readonly ReadValue[], plan: ReadPlan): FeatureVal
   return out;
 }
 
+/** One column of a columnar read, the reflective way (Connect/JSON callers). */
+function columnToProto(rows: readonly ReadValue[][], c: number, type: ValueKind): MessageInitShape<typeof OnlineFeatureColumnSchema> {
+  const statuses = rows.map((r) => STATUS[r[c]!.status]);
+  const eventTimesMs = rows.map((r) => (Number.isNaN(r[c]!.eventTime) ? 0 : r[c]!.eventTime));
+  const at = <T,>(zero: T) => rows.map((r) => (r[c]!.status === "present" ? (r[c]!.value as T) : zero));
+  switch (type) {
+    case "float64":
+      return { statuses, eventTimesMs, doubleValues: at<number>(0).map(Number) };
+    case "float32":
+      return { statuses, eventTimesMs, floatValues: at<number>(0).map(Number) };
+    case "int64":
+      return { statuses, eventTimesMs, int64Values: at<bigint>(0n) };
+    case "string":
+      return { statuses, eventTimesMs, stringValues: at<string>("") };
+    case "bool":
+      return { statuses, eventTimesMs, boolValues: at<boolean>(false) };
+    case "float_vector":
+      return { statuses, eventTimesMs, vectorValues: at<readonly number[]>([]).map((values) => ({ values: [...values] })) };
+  }
+}
+
 /** The next message, or the cancellation of the call if that comes first. */
 function nextOrAbort<T>(it: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
   const cancelled = () => (signal.reason instanceof Error ? signal.reason : new ConnectError("the client cancelled the call", Code.Canceled));
@@ -105,7 +130,7 @@ const tsOrUndefined = (ms: number) => (Number.isFinite(ms) ? timestampFromMs(ms)
 
 const reasonOf = (reason: string) => validateText(reason, "reason", 4096);
 
-/** A row's event time; errors name the row as `line N: event_time: ...`. */
+/** A row's event time; errors name the row as `line N: event_time: ...` (or `row N`). */
 function timestampOrLabelled(ts: Parameters<typeof timestampToMs>[0], label: string): number {
   try {
     return timestampToMs(ts, "event_time");
@@ -118,13 +143,13 @@ function timestampOrLabelled(ts: Parameters<typeof timestampToMs>[0], label: str
 export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceImpl<typeof FeatureService>> {
   const { defs, writer, planner, onlineReader, historicalReader, clock } = deps;
   return {
-    applyFeatureViews(req, ctx) {
+    async applyFeatureViews(req, ctx) {
       if (req.views.length === 0) throw new ValidationError("views", "at least one view is required");
-      const results = defs.applyViews(req.views.map(viewInputFromProto), {
+      const results = await deps.gate.run(() => defs.applyViews(req.views.map(viewInputFromProto), {
         principal: principalOf(ctx),
         reason: reasonOf(req.reason),
         validateOnly: req.validateOnly,
-      });
+      }));
       return { results: results.map((r) => ({ name: r.name, outcome: OUTCOME[r.outcome], view: viewToProto(r.stored), changes: [...r.changes] })) };
     },
 
@@ -141,7 +166,8 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
 
     async deleteFeatureView(req, ctx) {
       const name = validateName(req.name, "name");
-      const view = await defs.deleteView(name, { principal: principalOf(ctx), reason: reasonOf(req.reason) });
+      const reason = reasonOf(req.reason);
+      const view = await deps.gate.run(() => defs.deleteView(name, { principal: principalOf(ctx), reason }));
       deps.metrics.forgetView(name);
       return { view: viewToProto(view) };
     },
@@ -154,13 +180,13 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
       return { transforms: page.map(transformToProto), nextPageToken: all.length > size ? encodePageToken(page[page.length - 1]!.name) : "" };
     },
 
-    applyFeatureSets(req, ctx) {
+    async applyFeatureSets(req, ctx) {
       if (req.featureSets.length === 0) throw new ValidationError("feature_sets", "at least one feature set is required");
-      const results = defs.applySets(req.featureSets.map(setFromProto), {
+      const results = await deps.gate.run(() => defs.applySets(req.featureSets.map(setFromProto), {
         principal: principalOf(ctx),
         reason: reasonOf(req.reason),
         validateOnly: req.validateOnly,
-      });
+      }));
       return { results: results.map((r) => ({ name: r.name, outcome: OUTCOME[r.outcome], featureSet: setToProto(r.stored), changes: [...r.changes] })) };
     },
 
@@ -190,8 +216,10 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
       return { featureSets: sets.map(setToProto), nextPageToken };
     },
 
-    deleteFeatureSet(req, ctx) {
-      return { featureSet: setToProto(defs.deleteSet(validateName(req.name, "name"), { principal: principalOf(ctx), reason: reasonOf(req.reason) })) };
+    async deleteFeatureSet(req, ctx) {
+      const name = validateName(req.name, "name");
+      const reason = reasonOf(req.reason);
+      return { featureSet: setToProto(await deps.gate.run(() => defs.deleteSet(name, { principal: principalOf(ctx), reason }))) };
     },
 
     async writeFeatures(req, ctx) {
@@ -223,6 +251,10 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
       validateName(h.view, "header.view");
       if (h.requestId.length > 128) throw new ValidationError("header.request_id", "at most 128 characters");
       if (h.expectedRows < 0n) throw new ValidationError("header.expected_rows", "must be >= 0");
+      if (h.sourceUnit !== "" && h.sourceUnit !== "line" && h.sourceUnit !== "row") {
+        throw new ValidationError("header.source_unit", `must be "line", "row" or empty, got ${JSON.stringify(h.sourceUnit.slice(0, 40))}`);
+      }
+      const unit = h.sourceUnit === "row" ? "row" : "line";
       const begun = deps.ingestor.begin({
         view: h.view,
         featureNames: h.featureNames,
@@ -230,14 +262,18 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
         offlineOnly: h.offlineOnly,
         requestId: h.requestId,
         expectedRows: Number(h.expectedRows),
+        sourceUnit: unit,
         principal: principalOf(ctx),
       });
       try {
         let message = 1;
+        let sawLast = false;
         for (;;) {
           const r = await nextOrAbort(it, ctx.signal);
           if (r.done) break;
           if (r.value.payload.case !== "chunk") throw new ValidationError(`messages[${message}]`, "only the first message is a header; every later one must be a chunk");
+          if (sawLast) throw new ValidationError(`messages[${message}]`, "a chunk after the one marked last");
+          sawLast = r.value.payload.value.last;
           message++;
           // A replayed request id: the upload was committed before; read the rest and answer as then.
           if ("replay" in begun) continue;
@@ -247,19 +283,22 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
             throw new ValidationError(`messages[${message - 1}].source_lines`, `must be empty or one per row (${rows.length}), got ${sourceLines.length}`);
           }
           const offset = upload.rowCount;
-          const labelOf = (i: number) => (sourceLines.length ? `line ${sourceLines[i]}` : `rows[${offset + i}]`);
-          upload.stage(
+          const labelOf = (i: number) => (sourceLines.length ? `${unit} ${sourceLines[i]}` : `rows[${offset + i}]`);
+          await deps.gate.run(() => upload.stage(
             rows.map((row, i) => ({
               entityKey: entityKeyFromProto(row.entityKey),
               eventTime: timestampOrLabelled(row.eventTime, labelOf(i)),
               values: row.values.map(scalarFromValue),
             })),
             sourceLines.map(Number),
-          );
+          ));
         }
         // lib/grpc-server.ts already turns a trailing client reset into CANCELLED at the end
         // of the request stream; this covers a cancel that lands while the last chunk stages.
         if (ctx.signal.aborted) throw new ConnectError("the client cancelled the call", Code.Canceled);
+        // Only the client's own marker says the file was sent whole; an end of stream
+        // without it (a cancel seen as a half-close, a broken client) commits nothing.
+        if (!sawLast) throw new ValidationError("chunk.last", "the upload ended without a chunk marked last; nothing was written (send the final chunk, possibly empty, with last = true)");
         const result = "replay" in begun ? begun.replay : await begun.upload.commit();
         return {
           rowsAccepted: BigInt(result.rowsWritten),
@@ -269,7 +308,7 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
         };
       } finally {
         // Idempotent; after a commit there is nothing left to delete.
-        if ("upload" in begun) begun.upload.discard();
+        if ("upload" in begun) await begun.upload.discard();
       }
     },
 
@@ -284,6 +323,10 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
       }));
       const now = clock();
       const rows = await onlineReader.read(plan, entities, requestDataFromProto(req.requestData), now);
+      if (req.columnar) {
+        if (acceptsPreEncoded(ctx)) return answerPreEncoded<GetOnlineFeaturesResponse>(encodeOnlineFeaturesColumns(plan.refs, rows, plan.types, now));
+        return { refs: [...plan.refs], readTime: timestampFromMs(now), columns: plan.types.map((type, c) => columnToProto(rows, c, type)) };
+      }
       if (acceptsPreEncoded(ctx)) {
         return answerPreEncoded<GetOnlineFeaturesResponse>(encodeOnlineFeaturesResponse(plan.refs, rows, plan.types, now));
       }
@@ -311,6 +354,24 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
         first = false;
       }
       if (first) yield { refs: [...plan.refs], rows: [] };
+    },
+
+    async materialize(req) {
+      const start = req.timeRange?.startTime ? timestampToMs(req.timeRange.startTime, "time_range.start_time") : null;
+      const end = req.timeRange?.endTime ? timestampToMs(req.timeRange.endTime, "time_range.end_time") : null;
+      const job = await deps.materializer.start({
+        views: req.views.map((v, i) => validateName(v, `views[${i}]`)),
+        start,
+        end,
+        incremental: req.incremental,
+      });
+      return { job: deps.materializer.toProto(job) };
+    },
+
+    getMaterializationStatus(req) {
+      if (!req.jobId) throw new ValidationError("job_id", "is required");
+      if (req.jobId.length > 64) throw new ValidationError("job_id", "at most 64 characters");
+      return { job: deps.materializer.toProto(deps.materializer.get(req.jobId)) };
     },
 
     async getFreshness(req) {

@@ -70,8 +70,11 @@ describe("ChunkEncoder (the CLI's hand-written IngestChunk encoding)", () => {
       { entityKey: { keys: { user_id: i64(7) } }, eventTime: { seconds: 0n, nanos: 0 }, values: [i64(2 ** 40)] },
     ];
     rows.forEach((r, i) => enc.row(r, 1000 + i));
-    const decoded = fromBinary(IngestFeaturesRequestSchema, toBinary(IngestFeaturesRequestSchema, enc.take()));
+    const decoded = fromBinary(IngestFeaturesRequestSchema, toBinary(IngestFeaturesRequestSchema, enc.take(true)));
     assert.equal(decoded.payload.case, "chunk");
+    assert.equal((decoded.payload.value as { last: boolean }).last, true);
+    const notLast = fromBinary(IngestFeaturesRequestSchema, toBinary(IngestFeaturesRequestSchema, (enc.row(rows[1]!, 5), enc.take())));
+    assert.equal((notLast.payload.value as { last: boolean }).last, false);
     const chunk = decoded.payload.value as { rows: Array<{ entityKey?: { keys: Record<string, { kind: { value: unknown } }> }; eventTime?: { seconds: bigint; nanos: number }; values: Array<{ kind: { case?: string; value?: unknown } }> }>; sourceLines: bigint[] };
     assert.deepEqual(chunk.sourceLines, [1000n, 1001n]);
     assert.equal(chunk.rows.length, 2);
@@ -232,13 +235,58 @@ describe("mlmesh features ingest (IngestFeatures)", () => {
     assert.deepEqual(await online([300]), [["NOT_FOUND", "NOT_FOUND", "NOT_FOUND"]]);
   });
 
+  it("ingests a Parquet file row group by row group with CSV's semantics and row-numbered errors", async () => {
+    // Fixtures written by services/features/fixtures/make_parquet_fixture.py (3 row groups).
+    const fixtures = path.join(path.dirname(new URL(import.meta.url).pathname), "../../services/features/fixtures");
+    const before = await counts();
+    const res = await run(config, ["ingest", "clicks", path.join(fixtures, "clicks.parquet"), "--batch", "2", "--json"]);
+    assert.equal(res.code, 0, res.err);
+    const out = JSON.parse(res.out);
+    // Updated in file order: 3001, 3003, 3002 inserted, 3003 newer again; 3001's late row not.
+    assert.deepEqual([out.rows_accepted, out.online_rows_updated, out.min_event_time, out.max_event_time], [5, 4, iso(base + 5_000), iso(base + 60_000)]);
+    assert.deepEqual(await online([3001, 3002, 3003]), [
+      [10n, 1.5, "new"], // its t+10s row comes last in the file and is older: it loses
+      ["NULL", 2.25, "NULL"],
+      [30n, -3, "zürich ✓"],
+    ]);
+    assert.deepEqual(await counts(), { online: before.online + 3, offline: before.offline + 5, staged: 0 });
+
+    // Row 5 (in the third row group) holds "abc" for an int64: named, nothing written.
+    const mid = await counts();
+    const bad = await run(config, ["ingest", "clicks", path.join(fixtures, "clicks_bad.parquet"), "--batch", "2"]);
+    assert.equal(bad.code, 2, bad.err);
+    assert.match(bad.err, /clicks_bad\.parquet row 5: views: expected int64, got "abc"; nothing was written/);
+    await sleep(200);
+    assert.deepEqual(await counts(), mid);
+
+    // Server-side errors name rows too when the header says the numbers are rows.
+    await assert.rejects(
+      client.ingestFeatures((async function* () {
+        yield { payload: { case: "header" as const, value: { view: "clicks", featureNames: ["views"], sourceUnit: "row" } } };
+        yield { payload: { case: "chunk" as const, value: { rows: [{ entityKey: { keys: { user_id: i64(1) } }, eventTime: timestampFromMs(base), values: [f64(1.5)] }], sourceLines: [7n], last: true } } };
+      })()),
+      (e: unknown) => ConnectError.from(e).code === Code.InvalidArgument && /row 7: .*int64/.test(ConnectError.from(e).rawMessage),
+    );
+    await assert.rejects(
+      client.ingestFeatures((async function* () {
+        yield { payload: { case: "header" as const, value: { view: "clicks", sourceUnit: "page" } } };
+      })()),
+      (e: unknown) => ConnectError.from(e).code === Code.InvalidArgument && /header\.source_unit/.test(ConnectError.from(e).rawMessage),
+    );
+    const notParquet = await run(config, ["ingest", "clicks", csv("fake.parquet", ["user_id,event_ts,views"])]);
+    assert.equal(notParquet.code, 2);
+    assert.match(notParquet.err, /fake\.parquet: not a readable Parquet file/);
+    assert.deepEqual(await counts(), mid);
+  });
+
   it("a cancelled stream or a truncated upload leaves nothing; bad headers are refused", async () => {
     const before = await counts();
     const header = (extra: Record<string, unknown> = {}) => ({ payload: { case: "header" as const, value: { view: "clicks", source: "test", ...extra } } });
-    const chunk = (from: number, n: number) => ({
+    const chunk = (from: number, n: number, last = false) => ({
       payload: {
         case: "chunk" as const,
         value: {
+          last,
           rows: Array.from({ length: n }, (_, i) => ({ entityKey: { keys: { user_id: i64(from + i) } }, eventTime: timestampFromMs(base), values: [i64(1), f64(1), { kind: { case: "stringValue" as const, value: "c" } }] })),
         },
       },
@@ -271,11 +319,36 @@ describe("mlmesh features ingest (IngestFeatures)", () => {
       client.ingestFeatures((async function* () {
         yield header({ expectedRows: 300n });
         yield chunk(700, 100);
-        yield chunk(800, 100);
+        yield chunk(800, 100, true);
       })()),
       (e: unknown) => ConnectError.from(e).code === Code.InvalidArgument && /announced 300 rows but sent 200/.test(ConnectError.from(e).rawMessage),
     );
     assert.deepEqual(await counts(), before);
+
+    // A stream that ends normally but without the end marker (as a cancelled client whose
+    // half-close reached the server would look): nothing is committed.
+    await assert.rejects(
+      client.ingestFeatures((async function* () {
+        yield header();
+        yield chunk(700, 100);
+      })()),
+      (e: unknown) => ConnectError.from(e).code === Code.InvalidArgument && /chunk\.last.*without a chunk marked last/.test(ConnectError.from(e).rawMessage),
+    );
+    await assert.rejects(
+      client.ingestFeatures((async function* () {
+        yield header();
+        yield chunk(700, 1, true);
+        yield chunk(701, 1, true);
+      })()),
+      (e: unknown) => ConnectError.from(e).code === Code.InvalidArgument && /messages\[2\].*after the one marked last/.test(ConnectError.from(e).rawMessage),
+    );
+    assert.deepEqual(await counts(), before);
+    // The marker alone (an empty file) commits an empty upload.
+    const empty = await client.ingestFeatures((async function* () {
+      yield header();
+      yield { payload: { case: "chunk" as const, value: { last: true } } };
+    })());
+    assert.equal(empty.rowsAccepted, 0n);
 
     await assert.rejects(
       client.ingestFeatures((async function* () {
@@ -304,6 +377,33 @@ describe("mlmesh features ingest (IngestFeatures)", () => {
       (e: unknown) => ConnectError.from(e).code === Code.InvalidArgument && /header\.feature_names\[1\]/.test(ConnectError.from(e).rawMessage),
     );
     assert.deepEqual(await counts(), before);
+  });
+
+  it("a large upload commits all at once for readers while reads keep being served", async () => {
+    // 50,000 rows commit in slices of 10,000 across event-loop ticks, inside one
+    // transaction: a read during the commit sees either none or all of them.
+    const n = 50_000;
+    const lines = ["user_id,event_ts,views,spend,tag"];
+    for (let i = 0; i < n; i++) lines.push(`${100_000 + i},${base + i},${i},0.5,z`);
+    const file = csv("large.csv", lines);
+    const before = await counts();
+    let done = false;
+    const seen: string[] = [];
+    const reads = (async () => {
+      while (!done) {
+        const [first, last] = await online([100_000, 100_000 + n - 1]);
+        seen.push(`${first![0] === "NOT_FOUND" ? "-" : "+"}${last![0] === "NOT_FOUND" ? "-" : "+"}`);
+      }
+    })();
+    const res = await run(config, ["ingest", "clicks", file, "--json"]);
+    done = true;
+    await reads;
+    assert.equal(res.code, 0, res.err);
+    assert.equal(JSON.parse(res.out).rows_accepted, n);
+    assert.ok(seen.length > 5, `reads were served during the upload (${seen.length})`);
+    assert.deepEqual([...new Set(seen)].filter((x) => x === "+-" || x === "-+"), [], "never half an upload");
+    assert.deepEqual(await online([100_000 + n - 1]), [[BigInt(n - 1), 0.5, "z"]]);
+    assert.deepEqual(await counts(), { online: before.online + n, offline: before.offline + n, staged: 0 });
   });
 
   it("re-uploading with the same request id does not ingest twice", async () => {

@@ -19,19 +19,22 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mlmesh/events/v1/features_events.proto.
  */
 export const file_mlmesh_events_v1_features_events: GenFile = /*@__PURE__*/
-  fileDesc("CiZtbG1lc2gvZXZlbnRzL3YxL2ZlYXR1cmVzX2V2ZW50cy5wcm90bxIQbWxtZXNoLmV2ZW50cy52MSKpAQoTRmVhdHVyZVJvd3NJbmdlc3RlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESDAoEdmlldxgCIAEoCRIVCg1mZWF0dXJlX25hbWVzGAMgAygJEiwKBHJvd3MYBCADKAsyHi5tbG1lc2guZmVhdHVyZXMudjEuRmVhdHVyZVJvdxIUCgxvZmZsaW5lX29ubHkYBSABKAgiwgEKEkZlYXR1cmVWaWV3QXBwbGllZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESLQoEdmlldxgCIAEoCzIfLm1sbWVzaC5mZWF0dXJlcy52MS5GZWF0dXJlVmlldxIxCgdvdXRjb21lGAMgASgOMiAubWxtZXNoLmZlYXR1cmVzLnYxLkFwcGx5T3V0Y29tZRIPCgdjaGFuZ2VzGAQgAygJEg4KBnJlYXNvbhgFIAEoCSJuChJGZWF0dXJlVmlld0RlbGV0ZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEgwKBHZpZXcYAiABKAkSDwoHdmVyc2lvbhgDIAEoAxIOCgZyZWFzb24YBCABKAkiegoYTWF0ZXJpYWxpemF0aW9uQ29tcGxldGVkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIzCgNqb2IYAiABKAsyJi5tbG1lc2guZmVhdHVyZXMudjEuTWF0ZXJpYWxpemF0aW9uSm9iYgZwcm90bzM", [file_mlmesh_events_v1_envelope, file_mlmesh_features_v1_features_resources]);
+  fileDesc("CiZtbG1lc2gvZXZlbnRzL3YxL2ZlYXR1cmVzX2V2ZW50cy5wcm90bxIQbWxtZXNoLmV2ZW50cy52MSKpAQoTRmVhdHVyZVJvd3NJbmdlc3RlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESDAoEdmlldxgCIAEoCRIVCg1mZWF0dXJlX25hbWVzGAMgAygJEiwKBHJvd3MYBCADKAsyHi5tbG1lc2guZmVhdHVyZXMudjEuRmVhdHVyZVJvdxIUCgxvZmZsaW5lX29ubHkYBSABKAgimwEKE0ZlYXR1cmVSb3dzUmVqZWN0ZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB3N1YmplY3QYAiABKAkSGQoRcmVqZWN0ZWRfZXZlbnRfaWQYAyABKAkSDQoFZmllbGQYBCABKAkSDQoFZXJyb3IYBSABKAkSDwoHcGF5bG9hZBgGIAEoDCLCAQoSRmVhdHVyZVZpZXdBcHBsaWVkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRItCgR2aWV3GAIgASgLMh8ubWxtZXNoLmZlYXR1cmVzLnYxLkZlYXR1cmVWaWV3EjEKB291dGNvbWUYAyABKA4yIC5tbG1lc2guZmVhdHVyZXMudjEuQXBwbHlPdXRjb21lEg8KB2NoYW5nZXMYBCADKAkSDgoGcmVhc29uGAUgASgJIm4KEkZlYXR1cmVWaWV3RGVsZXRlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESDAoEdmlldxgCIAEoCRIPCgd2ZXJzaW9uGAMgASgDEg4KBnJlYXNvbhgEIAEoCSJ6ChhNYXRlcmlhbGl6YXRpb25Db21wbGV0ZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEjMKA2pvYhgCIAEoCzImLm1sbWVzaC5mZWF0dXJlcy52MS5NYXRlcmlhbGl6YXRpb25Kb2JiBnByb3RvMw", [file_mlmesh_events_v1_envelope, file_mlmesh_features_v1_features_resources]);
 
 /**
  * Rows for one view from a streaming producer (a job, a service, a CDC bridge).
- * Subject: `mlmesh.features.ingest.<view>` (one subject per view); stream
- * `MLMESH_FEATURES`. The feature service consumes `mlmesh.features.ingest.*` with a
+ * Subject: `mlmesh.features.ingest.<view>` (one subject per view; the prefix is
+ * MLMESH_FEATURES_INGEST_SUBJECT_PREFIX); stream `MLMESH_FEATURES`. The feature service
+ * consumes `mlmesh.features.ingest.*` with a
  * durable consumer and writes each message exactly as WriteFeatures would: atomically,
  * offline and online, a late row never overwriting a newer online value. A message
  * redelivered after a crash is dropped by `meta.event_id` (the JetStream message id
  * within the dedup window, and the service's own idempotency record beyond it). A message
  * that fails validation (unknown view or feature, wrong type, bad timestamp) is
- * acknowledged, counted in the ingest-rejected metric and logged with its event id, never
- * redelivered forever.
+ * acknowledged, published as a FeatureRowsRejected dead letter, counted
+ * (mlmesh_features_stream_messages_total{outcome="rejected"}) and logged with its event
+ * id, never redelivered forever. A failure that may pass (a store unavailable) is not
+ * acknowledged: JetStream redelivers the message.
  *
  * @generated from message mlmesh.events.v1.FeatureRowsIngested
  */
@@ -77,6 +80,65 @@ export type FeatureRowsIngested = Message<"mlmesh.events.v1.FeatureRowsIngested"
  */
 export const FeatureRowsIngestedSchema: GenMessage<FeatureRowsIngested> = /*@__PURE__*/
   messageDesc(file_mlmesh_events_v1_features_events, 0);
+
+/**
+ * Dead letter of streaming ingest: a FeatureRowsIngested message that failed validation
+ * (unknown view or feature, wrong type, bad or far-future timestamp, a view that does not
+ * match the subject). Nothing of it was written; it was acknowledged so it is not
+ * redelivered. Producers (or an operator) consume these to fix and re-publish.
+ * Subject: `mlmesh.features.ingest_rejected.<view>` (`_` when the view name is invalid);
+ * stream `MLMESH_FEATURES`.
+ *
+ * @generated from message mlmesh.events.v1.FeatureRowsRejected
+ */
+export type FeatureRowsRejected = Message<"mlmesh.events.v1.FeatureRowsRejected"> & {
+  /**
+   * @generated from field: mlmesh.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * The subject the message came from.
+   *
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * The rejected message's `meta.event_id` (may be empty if the producer set none).
+   *
+   * @generated from field: string rejected_event_id = 3;
+   */
+  rejectedEventId: string;
+
+  /**
+   * The field at fault, e.g. "rows[3].values[1]" (empty when the message was unreadable).
+   *
+   * @generated from field: string field = 4;
+   */
+  field: string;
+
+  /**
+   * Why, as a person can act on it.
+   *
+   * @generated from field: string error = 5;
+   */
+  error: string;
+
+  /**
+   * The rejected message's bytes, as published, so it can be fixed and re-published.
+   *
+   * @generated from field: bytes payload = 6;
+   */
+  payload: Uint8Array;
+};
+
+/**
+ * Describes the message mlmesh.events.v1.FeatureRowsRejected.
+ * Use `create(FeatureRowsRejectedSchema)` to create a new message.
+ */
+export const FeatureRowsRejectedSchema: GenMessage<FeatureRowsRejected> = /*@__PURE__*/
+  messageDesc(file_mlmesh_events_v1_features_events, 1);
 
 /**
  * A feature view was created or changed compatibly (an UNCHANGED apply publishes
@@ -126,7 +188,7 @@ export type FeatureViewApplied = Message<"mlmesh.events.v1.FeatureViewApplied"> 
  * Use `create(FeatureViewAppliedSchema)` to create a new message.
  */
 export const FeatureViewAppliedSchema: GenMessage<FeatureViewApplied> = /*@__PURE__*/
-  messageDesc(file_mlmesh_events_v1_features_events, 1);
+  messageDesc(file_mlmesh_events_v1_features_events, 2);
 
 /**
  * A feature view and its data were deleted. Consumers drop their copy.
@@ -163,7 +225,7 @@ export type FeatureViewDeleted = Message<"mlmesh.events.v1.FeatureViewDeleted"> 
  * Use `create(FeatureViewDeletedSchema)` to create a new message.
  */
 export const FeatureViewDeletedSchema: GenMessage<FeatureViewDeleted> = /*@__PURE__*/
-  messageDesc(file_mlmesh_events_v1_features_events, 2);
+  messageDesc(file_mlmesh_events_v1_features_events, 3);
 
 /**
  * A materialization job finished, successfully or not (`job.state` SUCCEEDED or FAILED,
@@ -189,5 +251,5 @@ export type MaterializationCompleted = Message<"mlmesh.events.v1.Materialization
  * Use `create(MaterializationCompletedSchema)` to create a new message.
  */
 export const MaterializationCompletedSchema: GenMessage<MaterializationCompleted> = /*@__PURE__*/
-  messageDesc(file_mlmesh_events_v1_features_events, 3);
+  messageDesc(file_mlmesh_events_v1_features_events, 4);
 

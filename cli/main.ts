@@ -24,7 +24,8 @@ Usage:
   mlmesh rank ENDPOINT --entity KEY=VALUE --candidates a,b,c [--k N] [--json]   rank candidates
   mlmesh rollout start|status|pause|resume|promote|rollback ...   progressive rollouts (\`mlmesh rollout help\`)
   mlmesh score-batch MODEL_REF --in FILE --out FILE ...   batch scoring (\`mlmesh score-batch --help\`)
-  mlmesh certs dev [--out DIR]       development CA and per-service certificates for mTLS
+  mlmesh certs dev [--out DIR] [--services a,b] [--san NAME,...] [--days N] [--force]
+                                     development CA and per-service certificates for mTLS
   mlmesh ab analyze --data FILE.csv ... | ab sample-size ...   A/B statistics, offline (\`mlmesh ab help\`)
   mlmesh drift --reference REF.csv --current CUR.csv [--bins N] [--psi-threshold X] [--alpha A] [--json]
                                      per-column drift between two CSV files, offline (exit 1 on drift)

@@ -1,11 +1,17 @@
 // Benchmark (not a test): single-row scoring of a 30-input MLP (test/fixtures/inference/
 // mlp30.onnx) through `Score` over gRPC, dynamic batching on and off, against in-process
-// onnxruntime-node `run()` (the limit), at concurrency 1, 16 and 64.
-// Run: node --import tsx bench/inference-score.ts [--save]   (--save writes bench/results-inference.json; needs NATS on MLMESH_NATS_URL or 127.0.0.1:4222)
+// onnxruntime-node `run()` (the limit), at concurrency 1, 16 and 64. Two more baselines from
+// the same run: a bare grpc.health.v1 Check on the same inference process (the transport's
+// floor: what any unary call costs before the service does anything), and in-process `run()`
+// of 64-row batches (what batching can gain at most). Ratios are against the in-process
+// single-row cell of the same concurrency.
+// Run: node --import tsx bench/inference-score.ts   (writes bench/results-inference.json; needs NATS on MLMESH_NATS_URL or 127.0.0.1:4222)
 
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import ort from "onnxruntime-node";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { InferenceService } from "../gen/mlmesh/inference/v1/inference_service_pb.js";
 import { TensorType } from "../gen/mlmesh/inference/v1/inference_resources_pb.js";
 import { RegistryService } from "../gen/mlmesh/registry/v1/registry_service_pb.js";
@@ -18,8 +24,10 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const MODEL_FILE = path.join(REPO_ROOT, "test/fixtures/inference/mlp30.onnx");
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const row = () => Float32Array.from({ length: 30 }, () => Math.random() * 2 - 1);
+const BATCH = 64;
 
-async function measure(concurrency: number, call: () => Promise<unknown>) {
+/** `rowsPerCall` > 1: each call scores that many rows; latency stays per call. */
+async function measure(concurrency: number, call: () => Promise<unknown>, rowsPerCall = 1) {
   const lat: number[] = [];
   const end = performance.now() + SECONDS * 1000;
   const warmEnd = performance.now() + 300;
@@ -35,7 +43,7 @@ async function measure(concurrency: number, call: () => Promise<unknown>) {
     }),
   );
   const secs = (performance.now() - t0) / 1000;
-  return { rowsPerSec: Math.round(lat.length / secs), p50us: Math.round(pct(lat, 50)), p99us: Math.round(pct(lat, 99)) };
+  return { rowsPerSec: Math.round((lat.length * rowsPerCall) / secs), p50us: Math.round(pct(lat, 50)), p99us: Math.round(pct(lat, 99)) };
 }
 
 const registryProc = await startMlmesh(["serve", "registry"], await isolatedEnv({ MLMESH_NATS_URL: natsUrl, MLMESH_LOG_LEVEL: "warn" }));
@@ -51,13 +59,29 @@ try {
   await upload(registry, model, fs.readFileSync(MODEL_FILE), { chunkBytes: 64 * 1024 });
   const session = await ort.InferenceSession.create(MODEL_FILE, { intraOpNumThreads: 1, interOpNumThreads: 1 });
   const inProcess = () => session.run({ x: new ort.Tensor("float32", row(), [1, 30]) });
+  const batchInput = () => {
+    const data = new Float32Array(BATCH * 30);
+    for (let i = 0; i < data.length; i++) data[i] = Math.random() * 2 - 1;
+    return data;
+  };
+  const inProcessBatch = () => session.run({ x: new ort.Tensor("float32", batchInput(), [BATCH, 30]) });
+  const health = createServiceClient(Health, inferenceProc.endpoint("inference").grpc);
+  const check = () => health.check({ service: "" });
   const score = () =>
     inference.score({
       modelRef: `${model}@1`,
       inputs: { case: "dense", value: { tensors: [{ name: "x", type: TensorType.FLOAT32, shape: [1n, 30n], floatData: Array.from(row()) }] } },
     });
+  // JIT warm-up of every path (client and server) before the first cell: otherwise the first
+  // Score cell pays for it and reads as transport overhead.
+  for (const f of [inProcess, inProcessBatch, check, score]) {
+    const until = performance.now() + 1500;
+    while (performance.now() < until) await f();
+  }
   for (const concurrency of [1, 16, 64]) {
     results.push({ cell: "in-process ort run()", concurrency, ...(await measure(concurrency, inProcess)) });
+    results.push({ cell: `in-process ort run(), ${BATCH}-row batches`, concurrency, ...(await measure(concurrency, inProcessBatch, BATCH)) });
+    results.push({ cell: "floor: grpc.health.v1 Check, same process", concurrency, ...(await measure(concurrency, check)) });
     for (const enabled of [false, true]) {
       await inference.setBatchingConfig({ modelName: model, batching: { enabled, maxBatchSize: 64, maxQueueDelayUs: 0n } });
       results.push({ cell: `Score over gRPC, batching ${enabled ? "on" : "off"}`, concurrency, ...(await measure(concurrency, score)) });
@@ -66,15 +90,26 @@ try {
   const metrics = await (await fetch(`${inferenceProc.endpoint("inference").http}/metrics`)).text();
   const count = Number(/^mlmesh_inference_batch_size_rows_count\{[^}]*\} (\S+)$/m.exec(metrics)?.[1]);
   const sum = Number(/^mlmesh_inference_batch_size_rows_sum\{[^}]*\} (\S+)$/m.exec(metrics)?.[1]);
-  console.table(results);
   const cell = (c: string, n: number) => results.find((r) => r.cell === c && r.concurrency === n)!;
+  for (const r of results) {
+    const base = cell("in-process ort run()", Number(r.concurrency));
+    r["rows/s vs in-process"] = Number((Number(r.rowsPerSec) / Number(base.rowsPerSec)).toFixed(4));
+    r["P50 - in-process P50 (us)"] = Number(r.p50us) - Number(base.p50us);
+  }
+  console.table(results);
   const summary = {
     grpcOverheadP50usAtC1: Number(cell("Score over gRPC, batching off", 1).p50us) - Number(cell("in-process ort run()", 1).p50us),
+    grpcOverheadP50usAtC1BatchingOn: Number(cell("Score over gRPC, batching on", 1).p50us) - Number(cell("in-process ort run()", 1).p50us),
+    transportFloorP50usAtC1: Number(cell("floor: grpc.health.v1 Check, same process", 1).p50us),
+    scoreOverFloorP50usAtC1: Number(cell("Score over gRPC, batching off", 1).p50us) - Number(cell("floor: grpc.health.v1 Check, same process", 1).p50us),
     batchingSpeedupAtC64: Number(cell("Score over gRPC, batching on", 64).rowsPerSec) / Number(cell("Score over gRPC, batching off", 64).rowsPerSec),
+    floorCallsPerSecAtC64: Number(cell("floor: grpc.health.v1 Check, same process", 64).rowsPerSec),
+    inProcessBatchSpeedupAtC1: Number(cell(`in-process ort run(), ${BATCH}-row batches`, 1).rowsPerSec) / Number(cell("in-process ort run()", 1).rowsPerSec),
     meanBatchRowsOverall: sum / count,
+    loadAverage: os.loadavg().map((x) => Number(x.toFixed(2))),
   };
   console.log(summary);
-  if (process.argv.includes("--save")) fs.writeFileSync(path.join(REPO_ROOT, "bench/results-inference.json"), JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, results, summary }, null, 2) + "\n");
+  fs.writeFileSync(path.join(REPO_ROOT, "bench/results-inference.json"), JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, results, summary }, null, 2) + "\n");
 } finally {
   await inferenceProc.stop();
   await registryProc.stop();

@@ -1,6 +1,7 @@
 // MLMESH_INFERENCE_* variables: session workers, batching, validation policy, loaded versions.
 
-import { readBool, readInt, readList, type Env } from "./config-read.js";
+import { ConfigError, readBool, readInt, readList, type Env } from "./config-read.js";
+import { Secret } from "./config-security.js";
 
 export interface InferenceConfig {
   /** Session workers per model version; undefined = cores / intra-op threads. */
@@ -14,6 +15,8 @@ export interface InferenceConfig {
   readonly maxLoadedVersions: number;
   /** Model refs loaded and warmed before the service reports ready. */
   readonly preload: readonly string[];
+  /** HMAC key for PII inputs in the prediction log; undefined = a random one kept in the data dir. */
+  readonly piiSalt: Secret | undefined;
 }
 
 export function readInferenceConfig(env: Env): InferenceConfig {
@@ -28,7 +31,17 @@ export function readInferenceConfig(env: Env): InferenceConfig {
     allowNonFinite: readBool(env, "MLMESH_INFERENCE_ALLOW_NON_FINITE", false),
     maxLoadedVersions: readInt(env, "MLMESH_INFERENCE_MAX_LOADED_VERSIONS", 8, 1, 1024),
     preload: readList(env, "MLMESH_INFERENCE_PRELOAD", /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}(@[A-Za-z0-9_.-]+)?$/, "comma-separated model refs (name or name@ref)"),
+    piiSalt: readSalt(env),
   });
+}
+
+function readSalt(env: Env): Secret | undefined {
+  const raw = env.MLMESH_INFERENCE_PII_SALT;
+  if (raw === undefined || raw === "") return undefined;
+  // A short key makes the hashes of low-entropy values (ages, postcodes) easy to brute-force.
+  // The message names the length only: the value is a secret.
+  if (raw.length < 16) throw new ConfigError("MLMESH_INFERENCE_PII_SALT", "at least 16 characters", `(${raw.length} characters)`);
+  return new Secret(raw);
 }
 
 export const INFERENCE_CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: string; meaning: string }> = [
@@ -41,4 +54,5 @@ export const INFERENCE_CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: 
   { name: "MLMESH_INFERENCE_ALLOW_NON_FINITE", default: "false", meaning: "pass NaN/Inf inputs to models instead of refusing them" },
   { name: "MLMESH_INFERENCE_MAX_LOADED_VERSIONS", default: "8", meaning: "LRU bound on loaded model versions" },
   { name: "MLMESH_INFERENCE_PRELOAD", default: "(none)", meaning: "model refs loaded before the service is ready" },
+  { name: "MLMESH_INFERENCE_PII_SALT", default: "random, kept in <data dir>/inference/pii-salt", meaning: "HMAC key (>= 16 chars) for PII-tagged inputs in the prediction log" },
 ];

@@ -8,8 +8,18 @@ import type { InferenceMetrics } from "./metrics.js";
 import type { RunResult } from "./session-pool.js";
 import type { DenseTensor } from "./tensors.js";
 
+/** The per-version metric series, resolved once (prom-client hashes the labels on every call otherwise). */
+interface VersionSeries {
+  readonly requests: ReturnType<InferenceMetrics["requests"]["labels"]>;
+  readonly rows: ReturnType<InferenceMetrics["rows"]["labels"]>;
+  readonly queue: ReturnType<InferenceMetrics["queue"]["labels"]>;
+  readonly compute: ReturnType<InferenceMetrics["compute"]["labels"]>;
+  readonly latency: ReturnType<InferenceMetrics["latency"]["labels"]>;
+}
+
 export class InferenceEngine {
   private readonly perModel = new Map<string, BatchingSettings>();
+  private readonly series = new WeakMap<LoadedVersion, VersionSeries>();
   loader!: ModelLoader;
 
   constructor(
@@ -36,7 +46,7 @@ export class InferenceEngine {
     return merged;
   }
 
-  /** Runs one request's feeds on `v` and records its metrics; `deadline` is epoch ms. */
+  /** Runs one request's feeds on `v` and records its metrics; `deadline` is epoch ms. Feeds' buffers may be lent to the worker (see SessionPool.run). */
   async run(
     v: LoadedVersion,
     build: (v: LoadedVersion, limits: { maxRows: number; allowNonFinite: boolean }) => { feeds: Record<string, DenseTensor>; rows: number },
@@ -44,7 +54,6 @@ export class InferenceEngine {
     outputNames?: readonly string[],
   ): Promise<RunResult & { rows: number }> {
     const started = process.hrtime.bigint();
-    const labels = { model: v.name, version: String(v.version) };
     try {
       const s = this.settings(v.name);
       const { feeds, rows } = build(v, { maxRows: s.maxRowsPerRequest, allowNonFinite: s.allowNonFinite });
@@ -52,16 +61,33 @@ export class InferenceEngine {
         throw new ValidationError("outputs", `unknown output "${n}"; the model's outputs are ${v.outputs.map((o) => o.name).join(", ")}`);
       }
       const r = await v.pool.run(feeds, rows, deadline, outputNames && outputNames.length > 0 ? outputNames : undefined);
-      this.metrics.requests.inc(labels);
-      this.metrics.rows.inc(labels, rows);
-      this.metrics.queue.observe(labels, r.queueUs / 1e6);
-      this.metrics.compute.observe(labels, r.computeUs / 1e6);
-      this.metrics.latency.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
+      const m = this.seriesOf(v);
+      m.requests.inc();
+      m.rows.inc(rows);
+      m.queue.observe(r.queueUs / 1e6);
+      m.compute.observe(r.computeUs / 1e6);
+      m.latency.observe(Number(process.hrtime.bigint() - started) / 1e9);
       return { ...r, rows };
     } catch (err) {
       this.failed(v.name, err);
       throw err;
     }
+  }
+
+  private seriesOf(v: LoadedVersion): VersionSeries {
+    let m = this.series.get(v);
+    if (!m) {
+      const version = String(v.version);
+      m = {
+        requests: this.metrics.requests.labels(v.name, version),
+        rows: this.metrics.rows.labels(v.name, version),
+        queue: this.metrics.queue.labels(v.name, version),
+        compute: this.metrics.compute.labels(v.name, version),
+        latency: this.metrics.latency.labels(v.name, version),
+      };
+      this.series.set(v, m);
+    }
+    return m;
   }
 
   failed(model: string, err: unknown): void {
@@ -70,10 +96,11 @@ export class InferenceEngine {
   }
 
   observer(model: string, version: number) {
-    const labels = { model, version: String(version) };
+    const batchSize = this.metrics.batchSize.labels(model, String(version));
+    const expired = this.metrics.expired.labels(model, String(version));
     return {
-      onBatch: (rows: number) => this.metrics.batchSize.observe(labels, rows),
-      onExpired: () => this.metrics.expired.inc(labels),
+      onBatch: (rows: number) => batchSize.observe(rows),
+      onExpired: () => expired.inc(),
     };
   }
 }

@@ -44,6 +44,8 @@ export interface LoaderOptions {
   readonly logger: Logger;
   /** How long a resolution of a moving ref (`@latest`) is trusted without an event. */
   readonly latestTtlMs: number;
+  /** Runs before a version serves (the prediction log's PII tags of its bound features); must not throw. */
+  readonly prepare?: (binding: FeatureBinding | undefined) => Promise<void>;
 }
 
 const REF = /^([A-Za-z0-9][A-Za-z0-9_.-]*)(?:@([A-Za-z0-9_.-]+))?$/;
@@ -53,6 +55,15 @@ export function parseRef(ref: string): { name: string; selector: string } {
   const m = REF.exec(ref);
   if (!m) throw new ValidationError("model_ref", `"${ref}" is not a model ref (name, name@alias, name@stage or name@N)`);
   return { name: m[1]!, selector: m[2] ?? "production" };
+}
+
+interface ParsedRef {
+  readonly name: string;
+  readonly selector: string;
+  /** `name@selector`, the key of `refs`. */
+  readonly canonical: string;
+  /** `name@N` of a pinned ref, the key of `versions`. */
+  readonly pinnedKey: string | undefined;
 }
 
 interface RefEntry {
@@ -75,12 +86,27 @@ export class ModelLoader {
     return `${name}@${version}`;
   }
 
+  /** Parsed refs as callers spell them: the request path parses and builds keys once per spelling. */
+  private readonly parsed = new Map<string, ParsedRef>();
+
+  private parse(ref: string): ParsedRef {
+    let p = this.parsed.get(ref);
+    if (!p) {
+      const { name, selector } = parseRef(ref);
+      const pinned = /^\d+$/.test(selector);
+      p = { name, selector, canonical: `${name}@${selector}`, pinnedKey: pinned ? ModelLoader.key(name, Number(selector)) : undefined };
+      // Bounded: refs come from callers; past the bound, start over rather than grow.
+      if (this.parsed.size >= 4096) this.parsed.clear();
+      this.parsed.set(ref, p);
+    }
+    return p;
+  }
+
   /** The version a ref serves here, loading it when needed. */
   async acquire(ref: string): Promise<LoadedVersion> {
-    const { name, selector } = parseRef(ref);
-    const canonical = `${name}@${selector}`;
-    if (/^\d+$/.test(selector)) {
-      const v = this.versions.get(ModelLoader.key(name, Number(selector)));
+    const { name, selector, canonical, pinnedKey } = this.parse(ref);
+    if (pinnedKey !== undefined) {
+      const v = this.versions.get(pinnedKey);
       if (v) return this.touch(v);
     }
     const entry = this.refs.get(canonical);
@@ -223,7 +249,7 @@ export class ModelLoader {
       loadedAt: Date.now(),
       lastUsed: Date.now(),
     };
-    await warm(v);
+    await Promise.all([warm(v), this.o.prepare?.(v.binding)]);
     this.versions.set(key, v);
     this.o.logger.info({ model: r.modelName, version, load_ms: Date.now() - started }, "inference: model version loaded and warmed");
     void this.evict();

@@ -2,11 +2,15 @@
 // artifact cache and session workers, batching engine, AliasMoved consumer for hot swaps,
 // metrics, prediction log) and starts it. Drift and batch jobs land later in issue #4.
 
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { GRPCInferenceService } from "../../gen/inference/grpc_service_pb.js";
+import { FeatureViewAppliedSchema } from "../../gen/mlmesh/events/v1/features_events_pb.js";
 import { AliasMovedSchema } from "../../gen/mlmesh/events/v1/registry_events_pb.js";
+import type { Secret } from "../../lib/config-security.js";
 import { InferenceService } from "../../gen/mlmesh/inference/v1/inference_service_pb.js";
 import { DomainError, UnavailableError } from "../../lib/errors.js";
 import type { Subscription } from "../../lib/events.js";
@@ -23,6 +27,7 @@ import { createOipModelService, oipModelRestRoutes } from "./oip-models.js";
 import { createOipServerService, oipRestRoutes } from "./oip.js";
 import { startBatchJobs, type BatchJobs } from "./batch/index.js";
 import { startMonitoring, type Monitoring } from "./monitoring/index.js";
+import { PiiTags } from "./pii.js";
 import { createInferenceService } from "./service.js";
 
 /** Inference settings; the CLI would fill them from MLMESH_INFERENCE_* (defaults below). */
@@ -49,12 +54,31 @@ export interface InferenceOptions {
   readonly cores?: number;
   /** Prediction log batching, spool timing and PII columns (defaults in prediction-log.ts). */
   readonly predictionLog?: PredictionLogOptions;
+  /** MLMESH_INFERENCE_PII_SALT: HMAC key for PII inputs in the prediction log (default: random, kept in the data dir). */
+  readonly piiSalt?: Secret;
+}
+
+/**
+ * The HMAC key for PII in the prediction log: the configured one, else a random one created
+ * once and kept in the data dir (0600), so hashes stay joinable across restarts.
+ */
+async function piiSalt(dataDir: string, configured: Secret | undefined): Promise<string> {
+  if (configured) return configured.reveal();
+  const file = path.join(dataDir, "inference", "pii-salt");
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  try {
+    await fs.writeFile(file, randomBytes(32).toString("hex"), { mode: 0o600, flag: "wx" });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+  return (await fs.readFile(file, "utf8")).trim();
 }
 
 export async function startInference(rt: Runtime, options: InferenceOptions = {}): Promise<ServiceHandle> {
   const logger = rt.logger.child({ component: "inference" });
   await rt.bus.ensureStream(STREAMS.inference);
   await rt.bus.ensureStream(STREAMS.registry);
+  await rt.bus.ensureStream(STREAMS.features);
   const cores = options.cores ?? os.availableParallelism();
   const intraOpThreads = options.intraOpThreads ?? 1;
   const defaults: BatchingSettings = {
@@ -73,7 +97,20 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
   const metrics = createInferenceMetrics(rpcMetrics.registry);
   const engine = new InferenceEngine(defaults, metrics, cores);
   const clients = createMeshClients(rt.config);
+  const piiTags = new PiiTags({
+    logger,
+    fetchView: async (name) => {
+      try {
+        return (await clients.features.getFeatureView({ name }, { timeoutMs: 2_000 })).view;
+      } catch (err) {
+        if (ConnectError.from(err).code === Code.NotFound) return undefined;
+        throw err;
+      }
+    },
+  });
   const loader = new ModelLoader({
+    // The PII tags of the bound features are read before the version serves (2 s at most; unread = masked).
+    prepare: (binding) => piiTags.prefetch(binding),
     registry: clients.registry,
     cacheDir: path.join(rt.config.dataDir, "inference", "cache"),
     maxLoadedVersions: options.maxLoadedVersions ?? 8,
@@ -89,12 +126,14 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
     dataDir: rt.config.dataDir,
     metrics: createPredictionLogMetrics(rpcMetrics.registry),
     logger,
-    options: options.predictionLog,
+    options: { ...options.predictionLog, piiSalt: options.predictionLog?.piiSalt ?? (await piiSalt(rt.config.dataDir, options.piiSalt)) },
+    pii: piiTags,
   });
 
   let ready = false;
   const isReady = () => ready;
   let aliasSub: Subscription | undefined;
+  let viewSub: Subscription | undefined;
   let monitoring: Monitoring | undefined;
   let batchJobs: BatchJobs | undefined;
   try {
@@ -119,8 +158,20 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
         }
       },
     });
+    // A view newly tagged PII is masked from the next record on.
+    viewSub = await rt.bus.subscribe({
+      stream: STREAMS.features.name,
+      durable: `inference_pii_${replica}`,
+      filterSubject: "mlmesh.features.feature_view_applied.>",
+      schema: FeatureViewAppliedSchema,
+      deliverNewOnly: true,
+      handler: async (e) => {
+        if (e.message.view) piiTags.viewApplied(e.message.view);
+      },
+    });
     for (const ref of options.preload ?? []) await loader.acquire(ref);
   } catch (err) {
+    await viewSub?.stop();
     await aliasSub?.stop();
     await batchJobs?.close();
     await monitoring?.close();
@@ -155,6 +206,7 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
       oipModelRestRoutes({ loader, engine, predictionLog, maxBodyBytes: rt.config.maxMessageBytes, maxDeadlineMs: rt.config.maxDeadlineMs }),
     ],
     close: async () => {
+      await viewSub?.stop();
       await aliasSub?.stop();
       await batchJobs?.close();
       await monitoring?.close();

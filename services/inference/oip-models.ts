@@ -107,6 +107,7 @@ async function infer(deps: Deps, name: string, version: string, inputs: OipInput
       timeMs: Date.now(),
       feeds,
       rowCount: r.rows,
+      binding: v.binding,
       // Built on the log's own tick, not for the response.
       outputs: () => rowOutputs(outs, r.rows, []),
     });

@@ -20,12 +20,18 @@ class FlakyBus {
   readonly kind = "nats" as const;
   up = true;
   readonly stored: Array<{ subject: string; msgId: string; data: Uint8Array }> = [];
+  /** Every msg id a publish was attempted with, acked or not. */
+  readonly attempts: string[] = [];
+  /** When set, the store goes down after acking this many more publishes. */
+  ackBudget: number | undefined;
   private waiting: Array<() => void> = [];
   setUp(up: boolean): void {
     this.up = up;
     if (up) for (const w of this.waiting.splice(0)) w();
   }
   async publishEncoded(subject: string, data: Uint8Array, opts: { msgId: string }): Promise<PublishAck> {
+    this.attempts.push(opts.msgId);
+    if (this.ackBudget !== undefined && this.ackBudget-- <= 0) this.up = false;
     while (!this.up) await new Promise<void>((r) => this.waiting.push(r));
     const dup = this.stored.some((s) => s.msgId === opts.msgId);
     if (!dup) this.stored.push({ subject, msgId: opts.msgId, data });
@@ -118,6 +124,37 @@ describe("prediction log", () => {
     const log2 = await openLog(bus, dir);
     await waitFor(() => bus.records().length === 4 && fs.statSync(spool).size === 0);
     await log2.close();
+  });
+
+  it("a restart in the middle of a replay goes on from the persisted offset: nothing acked is sent again", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plog-"));
+    const down = new FlakyBus();
+    down.setUp(false);
+    const log = await openLog(down, dir);
+    log.log(call("r", 30)); // 5 batches of at most 7
+    await log.close(200);
+    const spool = path.join(dir, "inference", "prediction-log.spool");
+    assert.ok(fs.statSync(spool).size > 0);
+
+    // The next run acks two batches of the replay, then NATS stops answering and it shuts down.
+    const partial = new FlakyBus();
+    partial.ackBudget = 2;
+    const log2 = await openLog(partial, dir);
+    await waitFor(() => partial.stored.length === 2 && partial.attempts.length === 3);
+    await log2.close(150);
+    assert.ok(fs.statSync(spool).size > 0, "the rest stays spooled");
+    assert.equal(fs.readFileSync(`${spool}.offset`).length, 8);
+
+    // The one after sends only the rest, in order.
+    const bus = new FlakyBus();
+    const log3 = await openLog(bus, dir);
+    await waitFor(() => bus.records().length === 30 - 14 && fs.statSync(spool).size === 0);
+    const acked = new Set(partial.stored.map((p) => p.msgId));
+    assert.deepEqual(bus.attempts.filter((id) => acked.has(id)), [], "no acked batch is sent again");
+    const all = [...partial.records(), ...bus.records()].map((r) => `${r.requestId}${r.rowIndex}`);
+    assert.deepEqual(all, Array.from({ length: 30 }, (_, i) => `r${i}`));
+    assert.equal(fs.readFileSync(`${spool}.offset`).readBigUInt64BE(0), 0n, "offset reset once the spool is empty");
+    await log3.close();
   });
 
   it("hashes PII columns with a salted HMAC-SHA256", async () => {

@@ -4,10 +4,12 @@
 // (4-byte big-endian length + PredictionLogBatch bytes per batch, fsync'd per write) and are
 // replayed in order, with their original msg ids, once NATS answers again; the spool is
 // truncated only after every batch in it is acked. A start with a non-empty spool replays
-// it before anything new is sent.
+// it before anything new is sent. How far a replay got (bytes of the spool acked) is kept
+// in a sidecar file, fsync'd after every ack, so a restart in the middle of a replay goes on
+// from there instead of re-sending what JetStream already has (its dedup window is finite).
 
 import { createHmac, randomUUID } from "node:crypto";
-import { mkdir, open, stat, truncate } from "node:fs/promises";
+import { mkdir, open, readFile, stat, truncate, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -20,9 +22,11 @@ import {
   type PredictionLogged,
 } from "../../gen/mlmesh/events/v1/inference_events_pb.js";
 import type { Row, RowOutputSchema } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
+import type { FeatureBinding } from "../../gen/mlmesh/registry/v1/registry_resources_pb.js";
 import { ValueSchema } from "../../gen/mlmesh/types/v1/types_pb.js";
 import type { EventBus } from "../../lib/events.js";
 import type { Logger } from "../../lib/logger.js";
+import { NO_PII, type PiiPolicy } from "./pii.js";
 import { product, type DenseTensor } from "./tensors.js";
 
 export interface PredictionLogOptions {
@@ -34,9 +38,9 @@ export interface PredictionLogOptions {
   readonly publishTimeoutMs?: number;
   /** While spooling, how often to try NATS again when no probe is outstanding (default 1000 ms). */
   readonly retryIntervalMs?: number;
-  /** Input columns holding PII, replaced by a salted HMAC-SHA256 (hex). Default: none (issue #9 brings the tags). */
+  /** Input columns always treated as PII, on top of the feature views' tags. Default: none. */
   readonly piiColumns?: ReadonlySet<string>;
-  /** Salt (HMAC key) for PII hashing. */
+  /** Salt (HMAC key) for PII hashing; main.ts gives the configured or a persisted random one. */
   readonly piiSalt?: string;
 }
 
@@ -75,13 +79,54 @@ export interface ScoredCall {
   readonly feeds?: Record<string, DenseTensor>;
   readonly rowCount: number;
   readonly outputs: readonly RowOutputInit[] | (() => readonly RowOutputInit[]);
+  /** The version's feature binding: with the views' PII tags it says which inputs to hash. */
+  readonly binding?: FeatureBinding;
 }
 
-/** Per-row values of dense feeds: a scalar per [N] or [N, 1] input, else a float vector. */
-export function inputsFromFeeds(feeds: Record<string, DenseTensor>, rows: number): Array<Record<string, ValueInit>> {
+/** Where the log learns which bound features are PII (services/inference/pii.ts). */
+export interface PiiSource {
+  policyFor(binding: FeatureBinding | undefined): PiiPolicy;
+}
+
+/** The salted HMAC-SHA256 (hex) a PII value is logged as: joinable across records, not reversible without the salt. */
+export function hashPii(salt: string, clear: string): string {
+  return createHmac("sha256", salt).update(clear).digest("hex");
+}
+
+/**
+ * Per-row values of dense feeds: a scalar per [N] or [N, 1] input, else a float vector. An
+ * input with PII columns (`pii.dense`) is logged column by column under its feature refs
+ * instead, the PII ones as salted hashes, so no PII value is ever written in clear.
+ */
+export function inputsFromFeeds(feeds: Record<string, DenseTensor>, rows: number, pii: PiiPolicy = NO_PII, salt = ""): Array<Record<string, ValueInit>> {
   const result: Array<Record<string, ValueInit>> = Array.from({ length: rows }, () => ({}));
   for (const [name, t] of Object.entries(feeds)) {
     const per = product(t.dims.slice(1)) || 1;
+    const cols = pii.dense.get(name);
+    if (cols && cols.refs.length === per) {
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < per; c++) {
+          const x = t.data[r * per + c]!;
+          const clear = typeof x === "bigint" ? x.toString() : t.type === "bool" ? String(x !== 0) : String(x);
+          result[r]![cols.refs[c]!] = cols.pii[c]
+            ? { kind: { case: "stringValue", value: hashPii(salt, clear) } }
+            : t.type === "int64" || t.type === "int32"
+              ? { kind: { case: "int64Value", value: BigInt(x) } }
+              : t.type === "bool"
+                ? { kind: { case: "boolValue", value: x !== 0 } }
+                : { kind: { case: "doubleValue", value: Number(x) } };
+        }
+      }
+      continue;
+    }
+    if (cols) {
+      // Columns do not line up with the binding: hash the whole input rather than guess.
+      for (let r = 0; r < rows; r++) {
+        const slice = Array.from(t.data.subarray(r * per, (r + 1) * per) as ArrayLike<number | bigint>, Number);
+        result[r]![name] = { kind: { case: "stringValue", value: hashPii(salt, slice.join(",")) } };
+      }
+      continue;
+    }
     for (let r = 0; r < rows; r++) {
       const slice = t.data.subarray(r * per, (r + 1) * per) as ArrayLike<number | bigint>;
       let v: ValueInit;
@@ -104,7 +149,7 @@ export function maskInputs(record: PredictionLogged, pii: ReadonlySet<string>, s
     const short = k.includes(":") ? k.slice(k.indexOf(":") + 1) : k;
     if (!pii.has(k) && !pii.has(short)) continue;
     const clear = v.kind.case === undefined ? "" : v.kind.case === "floatVectorValue" ? v.kind.value.values.join(",") : String(v.kind.value);
-    record.inputs[k] = create(ValueSchema, { kind: { case: "stringValue", value: createHmac("sha256", salt).update(clear).digest("hex") } });
+    record.inputs[k] = create(ValueSchema, { kind: { case: "stringValue", value: hashPii(salt, clear) } });
   }
   return record;
 }
@@ -121,8 +166,14 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class PredictionLog {
   private readonly buffers = new Map<string, PredictionLogged[]>();
+  /** Calls logged but not yet turned into records (see log()). */
+  private calls: Array<{ call: ScoredCall; traceId: string }> = [];
+  private callRows = 0;
+  private buildScheduled = false;
   private readonly queue: Pending[] = [];
   private readonly spoolPath: string;
+  /** 8 bytes, big-endian: the replay offset of the spool (see the header). */
+  private readonly offsetPath: string;
   private spoolMode = false;
   private spoolSize = 0;
   /** Bytes of the spool already acked in the current replay. */
@@ -147,8 +198,10 @@ export class PredictionLog {
     private readonly metrics: PredictionLogMetrics,
     private readonly logger: Logger,
     private readonly opts: PredictionLogOptions,
+    private readonly piiSource: PiiSource | undefined,
   ) {
     this.spoolPath = path.join(dataDir, "inference", "prediction-log.spool");
+    this.offsetPath = `${this.spoolPath}.offset`;
     this.maxBatch = opts.maxBatchRecords ?? 500;
     this.publishTimeoutMs = opts.publishTimeoutMs ?? 1500;
     this.retryIntervalMs = opts.retryIntervalMs ?? 1000;
@@ -157,15 +210,16 @@ export class PredictionLog {
   }
 
   /** Opens the log; a spool left by an earlier run is replayed before anything new. */
-  static async open(deps: { bus: EventBus; dataDir: string; metrics: PredictionLogMetrics; logger: Logger; options?: PredictionLogOptions }): Promise<PredictionLog> {
-    const log = new PredictionLog(deps.bus, deps.dataDir, deps.metrics, deps.logger, deps.options ?? {});
+  static async open(deps: { bus: EventBus; dataDir: string; metrics: PredictionLogMetrics; logger: Logger; options?: PredictionLogOptions; pii?: PiiSource }): Promise<PredictionLog> {
+    const log = new PredictionLog(deps.bus, deps.dataDir, deps.metrics, deps.logger, deps.options ?? {}, deps.pii);
     await mkdir(path.dirname(log.spoolPath), { recursive: true });
     const size = await stat(log.spoolPath).then((s) => s.size, () => 0);
     if (size > 0) {
+      log.replayOffset = await log.readOffset(size);
       log.spoolSize = size;
       log.spoolMode = true;
       log.recoveryWanted = true;
-      deps.logger.info({ spool: log.spoolPath, bytes: size }, "prediction log: replaying the spool of an earlier run");
+      deps.logger.info({ spool: log.spoolPath, bytes: size, from: log.replayOffset }, "prediction log: replaying the spool of an earlier run");
       log.kick();
     }
     log.metrics.spoolBytes.set(log.spoolSize);
@@ -174,23 +228,44 @@ export class PredictionLog {
     return log;
   }
 
-  /** Records a scored call; the records are built on a later tick, off the response path. */
+  /**
+   * Records a scored call. The records are built with the next flush (timer, or a full
+   * batch's worth of rows), not on the next tick: building them costs more than the response,
+   * and on the tick after the handler it would run before the response leaves.
+   */
   log(call: ScoredCall): void {
     if (this.closing) return;
     const span = trace.getActiveSpan()?.spanContext();
     const traceId = span && span.traceId !== "00000000000000000000000000000000" ? span.traceId : "";
-    setImmediate(() => {
+    this.calls.push({ call, traceId });
+    this.callRows += call.rowCount;
+    if (this.callRows >= this.maxBatch && !this.buildScheduled) {
+      this.buildScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Turns the calls logged since the last flush into records in their model's buffer. */
+  private build(): void {
+    this.buildScheduled = false;
+    if (this.calls.length === 0) return;
+    const calls = this.calls;
+    this.calls = [];
+    this.callRows = 0;
+    for (const { call, traceId } of calls) {
       try {
         this.append(call, traceId);
       } catch (err) {
         this.logger.error({ err, model: call.modelName }, "prediction log: could not build records");
       }
-    });
+    }
   }
 
   private append(call: ScoredCall, traceId: string): void {
     const outputs = typeof call.outputs === "function" ? call.outputs() : call.outputs;
-    const dense = call.rows ? undefined : call.feeds ? inputsFromFeeds(call.feeds, call.rowCount) : undefined;
+    const policy = this.piiSource?.policyFor(call.binding) ?? NO_PII;
+    const columns = this.pii.size === 0 ? policy.columns : policy.columns.size === 0 ? this.pii : new Set([...this.pii, ...policy.columns]);
+    const dense = call.rows ? undefined : call.feeds ? inputsFromFeeds(call.feeds, call.rowCount, policy, this.salt) : undefined;
     const bufferOf = () => {
       let b = this.buffers.get(call.modelName);
       if (!b) this.buffers.set(call.modelName, (b = []));
@@ -214,7 +289,8 @@ export class PredictionLog {
         endpoint: call.endpoint ?? "",
       });
       const buf = bufferOf();
-      buf.push(maskInputs(record, this.pii, this.salt));
+      // Dense inputs had the views' tags applied column by column above; hashing again would break joins.
+      buf.push(maskInputs(record, row ? columns : this.pii, this.salt));
       if (buf.length >= this.maxBatch) this.cut(call.modelName);
     }
     this.metrics.records.inc({ model: call.modelName }, call.rowCount);
@@ -222,6 +298,7 @@ export class PredictionLog {
 
   /** Moves every buffered record into batches and starts sending. */
   flush(): void {
+    this.build();
     for (const model of [...this.buffers.keys()]) this.cut(model);
   }
 
@@ -323,6 +400,25 @@ export class PredictionLog {
     }
   }
 
+  /** The persisted replay offset; 0 when there is none or it cannot be right (then JetStream's dedup covers the re-send). */
+  private async readOffset(spoolSize: number): Promise<number> {
+    const bytes = await readFile(this.offsetPath).catch(() => undefined);
+    if (!bytes || bytes.length !== 8) return 0;
+    const at = Number(Buffer.from(bytes).readBigUInt64BE(0));
+    if (at > spoolSize) {
+      this.logger.warn({ offset: at, spool_bytes: spoolSize }, "prediction log: replay offset past the end of the spool; replaying all of it");
+      return 0;
+    }
+    return at;
+  }
+
+  private async writeOffset(fh: FileHandle, at: number): Promise<void> {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64BE(BigInt(at));
+    await fh.write(b, 0, 8, 0);
+    await fh.datasync();
+  }
+
   /** Appends every queued batch to the spool in one write, fsync'd. */
   private async spoolQueued(): Promise<void> {
     const batches = this.queue.slice();
@@ -351,40 +447,50 @@ export class PredictionLog {
    * is empty afterwards (truncated, back to direct publishing); false when NATS stopped acking.
    */
   private async replay(): Promise<boolean> {
-    const fh = await open(this.spoolPath, "r").catch(() => undefined);
-    let size = 0;
-    let at = this.replayOffset;
+    // "a+" creates the offset file; positional writes need "r+" (Linux appends ignore the position).
+    await (await open(this.offsetPath, "a+")).close();
+    const offsetFh = await open(this.offsetPath, "r+");
     try {
-      size = fh ? (await fh.stat()).size : 0;
-      const head = Buffer.alloc(4);
-      while (fh && at + 4 <= size) {
-        await fh.read(head, 0, 4, at);
-        const len = head.readUInt32BE(0);
-        if (at + 4 + len > size) break; // torn tail of a crash: dropped below
-        const bytes = Buffer.alloc(len);
-        await fh.read(bytes, 0, len, at + 4);
-        let batch: PredictionLogBatch;
-        try {
-          batch = fromBinary(PredictionLogBatchSchema, bytes);
-        } catch (err) {
-          this.logger.error({ err, offset: at }, "prediction log: unreadable spool entry; dropping the rest of the spool");
-          break;
+      const fh = await open(this.spoolPath, "r").catch(() => undefined);
+      let size = 0;
+      let at = this.replayOffset;
+      try {
+        size = fh ? (await fh.stat()).size : 0;
+        const head = Buffer.alloc(4);
+        while (fh && at + 4 <= size) {
+          await fh.read(head, 0, 4, at);
+          const len = head.readUInt32BE(0);
+          if (at + 4 + len > size) break; // torn tail of a crash: dropped below
+          const bytes = Buffer.alloc(len);
+          await fh.read(bytes, 0, len, at + 4);
+          let batch: PredictionLogBatch;
+          try {
+            batch = fromBinary(PredictionLogBatchSchema, bytes);
+          } catch (err) {
+            this.logger.error({ err, offset: at }, "prediction log: unreadable spool entry; dropping the rest of the spool");
+            break;
+          }
+          const model = batch.records[0]?.modelName ?? "";
+          const ok = model === "" || (await this.tryPublish({ subject: predictionSubject(model), msgId: batch.meta?.eventId ?? randomUUID(), model, records: batch.records.length, data: bytes }));
+          if (!ok) return false;
+          at += 4 + len;
+          this.replayOffset = at;
+          await this.writeOffset(offsetFh, at);
+          // New batches keep their place: behind what is spooled.
+          if (this.queue.length > 0) await this.spoolQueued();
         }
-        const model = batch.records[0]?.modelName ?? "";
-        const ok = model === "" || (await this.tryPublish({ subject: predictionSubject(model), msgId: batch.meta?.eventId ?? randomUUID(), model, records: batch.records.length, data: bytes }));
-        if (!ok) return false;
-        at += 4 + len;
-        this.replayOffset = at;
-        // New batches keep their place: behind what is spooled.
-        if (this.queue.length > 0) await this.spoolQueued();
+      } finally {
+        await fh?.close();
       }
+      if (this.queue.length > 0) await this.spoolQueued();
+      // Appended while replaying: go round again. Truncate only once everything in it is acked.
+      const now = await stat(this.spoolPath).then((st) => st.size, () => 0);
+      if (now !== size) return true;
+      // Offset first: a crash between the two then re-sends (deduplicated) rather than skipping new records.
+      await this.writeOffset(offsetFh, 0);
     } finally {
-      await fh?.close();
+      await offsetFh.close();
     }
-    if (this.queue.length > 0) await this.spoolQueued();
-    // Appended while replaying: go round again. Truncate only once everything in it is acked.
-    const now = await stat(this.spoolPath).then((st) => st.size, () => 0);
-    if (now !== size) return true;
     await truncate(this.spoolPath, 0).catch(() => undefined);
     this.spoolSize = 0;
     this.replayOffset = 0;

@@ -171,8 +171,14 @@ export function feedsFromDense(
     if (rows !== undefined && rows !== r) throw new ValidationError(fieldOf(i), `input "${t.name}" has ${r} rows, the others ${rows}`);
     rows = r;
   });
-  for (const s of v.inputs) if (!feeds[s.name]) throw new ValidationError("inputs", `missing input "${s.name}" (${s.type} [${s.dims.join(", ")}])`);
-  return { feeds, rows: rows ?? 1 };
+  // In the model's input order, whatever the caller's: requests then share a batch key.
+  const ordered: Record<string, DenseTensor> = {};
+  for (const s of v.inputs) {
+    const t = feeds[s.name];
+    if (!t) throw new ValidationError("inputs", `missing input "${s.name}" (${s.type} [${s.dims.join(", ")}])`);
+    ordered[s.name] = t;
+  }
+  return { feeds: ordered, rows: rows ?? 1 };
 }
 
 /** DenseInputs of a Score request → feeds. */

@@ -6,13 +6,15 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { LoadState, NonFinitePolicy, type BatchingConfig, type BatchingConfigSchema, type LoadedModelSchema } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
-import type { InferenceService } from "../../gen/mlmesh/inference/v1/inference_service_pb.js";
+import type { InferenceService, ScoreResponse } from "../../gen/mlmesh/inference/v1/inference_service_pb.js";
+import { acceptsPreEncoded, answerPreEncoded } from "../../lib/pre-encoded.js";
 import { NotFoundError, PreconditionError, ValidationError } from "../../lib/errors.js";
 import { remainingMs } from "../../lib/telemetry.js";
 import type { InferenceEngine } from "./engine.js";
 import type { BatchingSettings, LoadedVersion, ModelLoader } from "./loader.js";
 import type { PredictionLog } from "./prediction-log.js";
 import { feedsFromRows, feedsFromScoreDense, rowOutputs } from "./score.js";
+import { encodeScoreResponse } from "./score-encoding.js";
 import type { DenseTensor } from "./tensors.js";
 
 /** The caller's deadline as epoch ms (the runtime always sets one, capped by MLMESH_MAX_DEADLINE_MS). */
@@ -61,7 +63,7 @@ function loadedModel(loader: ModelLoader, engine: InferenceEngine, v: LoadedVers
 export function createInferenceService(deps: { loader: ModelLoader; engine: InferenceEngine; predictionLog?: PredictionLog }): Partial<ServiceImpl<typeof InferenceService>> {
   const { loader, engine, predictionLog } = deps;
   return {
-    async score(req) {
+    async score(req, ctx) {
       const started = performance.now();
       if (!req.modelRef) throw new ValidationError("model_ref", "required, e.g. churn@production");
       const deadline = callDeadline();
@@ -88,8 +90,15 @@ export function createInferenceService(deps: { loader: ModelLoader; engine: Infe
         },
         deadline,
       );
-      const outputs = rowOutputs(r.outputs, r.rows, req.outputNames);
       const requestId = req.requestId || randomUUID();
+      // Over gRPC the response is encoded straight from the output tensors; the RowOutput
+      // objects are then built only for the prediction log, on its own tick.
+      const direct = acceptsPreEncoded(ctx);
+      const bytes = direct
+        ? encodeScoreResponse({ modelName: v.name, version: v.version, requestId, queueTimeUs: Math.round(r.queueUs), computeTimeUs: Math.round(r.computeUs) }, r.outputs, r.rows, req.outputNames)
+        : undefined;
+      const outputs = direct ? undefined : rowOutputs(r.outputs, r.rows, req.outputNames);
+      const outs = r.outputs;
       if (predictionLog && !req.skipPredictionLog) {
         predictionLog.log({
           requestId,
@@ -102,13 +111,15 @@ export function createInferenceService(deps: { loader: ModelLoader; engine: Infe
           rows: inputs.case === "rows" ? inputs.value.rows : undefined,
           feeds: denseFeeds,
           rowCount: r.rows,
-          outputs,
+          binding: v.binding,
+          outputs: outputs ?? (() => rowOutputs(outs, r.rows, req.outputNames)),
         });
       }
+      if (bytes) return answerPreEncoded<ScoreResponse>(bytes);
       return {
         modelName: v.name,
         version: BigInt(v.version),
-        outputs,
+        outputs: outputs ?? [],
         requestId,
         queueTimeUs: BigInt(Math.round(r.queueUs)),
         computeTimeUs: BigInt(Math.round(r.computeUs)),

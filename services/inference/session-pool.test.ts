@@ -53,4 +53,35 @@ describe("SessionPool: dynamic batching on worker threads", () => {
       await pool.close();
     }
   });
+
+  it("with workers busy, gathers everything queued into one batch even with no queue delay", async () => {
+    const { pool, batches } = await openPool({ enabled: true, maxBatchSize: 64, maxQueueDelayUs: 0 });
+    try {
+      // Arriving in the same event-loop turn (as requests read from one socket do): one run.
+      const xs = Array.from({ length: 12 }, (_, i) => [i, -i, i / 2]);
+      const results = await Promise.all(xs.map((x) => pool.run(feeds(x), 1, Date.now() + 5_000)));
+      results.forEach((r, i) => assert.ok(Math.abs(Number(r.outputs.score!.data[0]) - sigmoid(xs[i]!)) < 1e-6));
+      assert.deepEqual(batches, [12]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("lends a large request's buffers to the worker and gives them back intact", async () => {
+    const { pool } = await openPool({ enabled: false, maxBatchSize: 8, maxQueueDelayUs: 0 });
+    try {
+      const n = 8000; // 96 KB of float32: above the lending threshold
+      const data = Float32Array.from({ length: n * 3 }, (_, i) => ((i * 37) % 101) / 50 - 1);
+      const copy = data.slice();
+      const big = { x: { type: "float32" as const, dims: [n, 3], data } };
+      const r = await pool.run(big, n, Date.now() + 10_000);
+      assert.equal(data.length, 0, "the caller's original array was moved, not copied");
+      assert.deepEqual(big.x.data, copy, "the feeds hold the same values again");
+      for (const row of [0, 1234, n - 1]) {
+        assert.ok(Math.abs(Number(r.outputs.score!.data[row]) - sigmoid(Array.from(copy.subarray(row * 3, row * 3 + 3)))) < 1e-6);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
 });

@@ -45,6 +45,29 @@ interface RawOutput {
   data: DenseTensor["data"];
 }
 
+interface WorkerResult {
+  outputs: Record<string, RawOutput>;
+  computeUs: number;
+  /** Lent input buffers, moved back. */
+  inputs?: Record<string, DenseTensor["data"]>;
+}
+
+/** Below this many input bytes a copy costs less than moving the buffers there and back. */
+const LEND_MIN_BYTES = 64 * 1024;
+
+/** Every input owns its whole (non-shared) buffer, and together they are worth moving. */
+function lendable(feeds: Record<string, DenseTensor>): boolean {
+  let bytes = 0;
+  const seen = new Set<ArrayBufferLike>();
+  for (const n in feeds) {
+    const d = feeds[n]!.data;
+    if (!(d.buffer instanceof ArrayBuffer) || d.byteOffset !== 0 || d.byteLength !== d.buffer.byteLength || seen.has(d.buffer)) return false;
+    seen.add(d.buffer);
+    bytes += d.byteLength;
+  }
+  return bytes >= LEND_MIN_BYTES;
+}
+
 export interface PoolObserver {
   onBatch(rows: number, requests: number): void;
   onExpired(): void;
@@ -56,8 +79,9 @@ export class SessionPool {
   private queuedRows = 0;
   private timer: NodeJS.Timeout | undefined;
   private nextId = 1;
-  private readonly waiting = new Map<number, { resolve: (m: { outputs: Record<string, RawOutput>; computeUs: number }) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { resolve: (m: WorkerResult) => void; reject: (e: Error) => void }>();
   private inFlight = 0;
+  private pumpScheduled = false;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
 
@@ -80,11 +104,11 @@ export class SessionPool {
             worker.once("message", (m: { type: string }) => (m.type === "ready" ? resolve() : reject(new Error("unexpected worker message"))));
           });
           worker.removeAllListeners("error").removeAllListeners("exit");
-          worker.on("message", (m: { type: string; id: number; outputs?: Record<string, RawOutput>; computeUs?: number; message?: string }) => {
+          worker.on("message", (m: { type: string; id: number; outputs?: Record<string, RawOutput>; inputs?: Record<string, DenseTensor["data"]>; computeUs?: number; message?: string }) => {
             const w = pool.waiting.get(m.id);
             if (!w) return;
             pool.waiting.delete(m.id);
-            if (m.type === "result") w.resolve({ outputs: m.outputs!, computeUs: m.computeUs! });
+            if (m.type === "result") w.resolve({ outputs: m.outputs!, computeUs: m.computeUs!, inputs: m.inputs });
             else w.reject(new Error(m.message));
           });
           worker.on("error", (err) => {
@@ -100,24 +124,42 @@ export class SessionPool {
     return pool;
   }
 
-  /** Queues a request; resolves with its slice of the batch outputs. */
+  /**
+   * Queues a request; resolves with its slice of the batch outputs. Large input buffers
+   * (≥ 64 KiB) are moved to the worker and back rather than copied: while the run is
+   * pending they are detached, and afterwards `feeds[name].data` is a new array over the
+   * same bytes. Keep no other reference to them across the call.
+   */
   run(feeds: Record<string, DenseTensor>, rows: number, deadline: number, outputNames?: readonly string[], tracked = true): Promise<RunResult> {
     if (this.closed) return Promise.reject(new UnavailableError("model version is unloading; retry"));
-    const key = Object.entries(feeds)
-      .map(([n, t]) => `${n}:${t.type}:${t.dims.slice(1).join("x")}`)
-      .sort()
-      .join("|") + `|${outputNames?.join(",") ?? "*"}`;
+    const key = batchKey(feeds, outputNames);
     return new Promise((resolve, reject) => {
       this.queue.push({ feeds, rows, key, outputNames, enqueuedNs: process.hrtime.bigint(), deadline, tracked, resolve, reject });
       this.queuedRows += rows;
       this.inFlight++;
-      this.pump();
+      if (this.policy().enabled) this.pumpSoon();
+      else this.pump();
     });
   }
 
   /** Requests queued or running. */
   get pending(): number {
     return this.inFlight;
+  }
+
+  /**
+   * With batching on, dispatch after the current event-loop turn: requests whose bytes came
+   * in the same socket read (many, under load) all reach the queue first and leave as one
+   * batch, where dispatching each at once would hand a lone row to whichever worker is idle.
+   * Costs one setImmediate (a few µs) per turn, no timer.
+   */
+  private pumpSoon(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
   private pump(): void {
@@ -193,12 +235,17 @@ export class SessionPool {
     if (batch.some((q) => q.tracked)) this.observer.onBatch(totalRows, batch.length);
     try {
       const feeds = batch.length === 1 ? batch[0]!.feeds : concatFeeds(batch, totalRows);
-      const transfer = batch.length === 1 ? [] : Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer);
+      // A concatenated batch is ours: move it. A lone request's large buffers are lent (moved
+      // there and back) instead of copied; small ones are cheaper to copy than to detach.
+      const lend = batch.length === 1 && lendable(feeds);
+      const transfer = batch.length > 1 || lend ? Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer) : [];
       const id = this.nextId++;
-      const result = await new Promise<{ outputs: Record<string, RawOutput>; computeUs: number }>((resolve, reject) => {
+      const result = await new Promise<WorkerResult>((resolve, reject) => {
         this.waiting.set(id, { resolve, reject });
-        slot.worker.postMessage({ type: "run", id, feeds, outputNames: batch[0]!.outputNames }, transfer);
+        slot.worker.postMessage({ type: "run", id, feeds, outputNames: batch[0]!.outputNames, lend }, transfer);
       });
+      // The request (and the prediction log after it) sees its inputs again.
+      if (lend && result.inputs) for (const [name, data] of Object.entries(result.inputs)) feeds[name] = { ...feeds[name]!, data };
       let offset = 0;
       for (const q of batch) {
         const outputs: Record<string, DenseTensor> = {};
@@ -243,6 +290,23 @@ export class SessionPool {
     if (this.timer) clearTimeout(this.timer);
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
+}
+
+/**
+ * Requests may share a batch when every input has the same type and trailing dims and they
+ * want the same outputs. Built on every request, so without the sort/join of a generic form:
+ * feeds arrive in the model's input order from the request builders.
+ */
+export function batchKey(feeds: Record<string, DenseTensor>, outputNames: readonly string[] | undefined): string {
+  let key = "";
+  for (const n in feeds) {
+    const t = feeds[n]!;
+    key += `${n}:${t.type}`;
+    for (let i = 1; i < t.dims.length; i++) key += `x${t.dims[i]}`;
+    key += "|";
+  }
+  if (outputNames) for (const o of outputNames) key += `>${o}`;
+  return key;
 }
 
 function concatFeeds(batch: Pending[], totalRows: number): Record<string, DenseTensor> {

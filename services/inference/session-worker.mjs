@@ -25,6 +25,15 @@ parentPort.on("message", async (msg) => {
     const result = await session.run(feeds, msg.outputNames);
     const outputs = {};
     const transfer = [];
+    // Lent input buffers go back to the main thread (moved, not copied).
+    let inputs;
+    if (msg.lend) {
+      inputs = {};
+      for (const [name, t] of Object.entries(msg.feeds)) {
+        inputs[name] = t.data;
+        transfer.push(t.data.buffer);
+      }
+    }
     for (const [name, t] of Object.entries(result)) {
       const data = t.data;
       outputs[name] = { type: t.type, dims: t.dims.map(Number), data };
@@ -32,7 +41,8 @@ parentPort.on("message", async (msg) => {
       t.dispose?.();
     }
     const computeUs = Number(process.hrtime.bigint() - started) / 1000;
-    parentPort.postMessage({ type: "result", id: msg.id, outputs, computeUs }, transfer);
+    // A buffer listed twice (an output aliasing an input or another output) would fail the post.
+    parentPort.postMessage({ type: "result", id: msg.id, outputs, inputs, computeUs }, [...new Set(transfer)]);
   } catch (err) {
     parentPort.postMessage({ type: "error", id: msg.id, message: err instanceof Error ? err.message : String(err) });
   }

@@ -2,6 +2,11 @@
 // unit's aggregates per metric are kept (unit_metrics) so a late outcome or covariate
 // replaces that unit's contribution in O(1); the per-arm statistics (arm_stats) are what the
 // analysis reads, so a report costs O(arms). A batch is one transaction: all or nothing.
+// Hot path (issue #6 ingest rate): committed unit rows and exposures sit in bounded
+// read-through caches (this class is their only writer, so they never go stale); a batch
+// works on copies, writes its rows with multi-row statements at the end of its transaction,
+// and only after the commit do the copies become the in-memory state; redelivered outcome
+// ids are skipped by the INSERT itself (unique index) rather than a lookup per outcome.
 
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type Database from "better-sqlite3";
@@ -77,9 +82,76 @@ export interface IngestResult {
   readonly ignored: number;
 }
 
+/** A unit's first exposure to one experiment. */
+interface ExposureRef {
+  readonly experimentKey: string;
+  readonly arm: string;
+  readonly time: number;
+}
+
+interface UnitRow extends UnitState {
+  arm: string;
+}
+
+/** A unit row with its key parts, as a batch holds it until it is written. */
+interface TxUnit extends UnitRow {
+  readonly exp: string;
+  readonly metric: string;
+  readonly unit: string;
+}
+
+const metricKey = (exp: string, metric: string) => `${exp}\u0000${metric}`;
+
+/**
+ * Unit rows keyed by (experiment, metric) then unit id: the unit id is the decoded message's
+ * own string, hashed once, instead of a fresh concatenated key per outcome.
+ */
+class UnitRows<R extends UnitRow> {
+  private readonly byMetric = new Map<string, Map<string, R>>();
+  private entries = 0;
+
+  constructor(private readonly limit = Infinity) {}
+
+  get(mk: string, unit: string): R | undefined {
+    return this.byMetric.get(mk)?.get(unit);
+  }
+
+  set(mk: string, unit: string, row: R): void {
+    let units = this.byMetric.get(mk);
+    if (!units) this.byMetric.set(mk, (units = new Map()));
+    if (!units.has(unit)) {
+      if (this.entries >= this.limit) {
+        this.byMetric.clear();
+        this.entries = 0;
+        this.byMetric.set(mk, (units = new Map()));
+      }
+      this.entries++;
+    }
+    units.set(unit, row);
+  }
+
+  *values(): IterableIterator<R> {
+    for (const units of this.byMetric.values()) yield* units.values();
+  }
+}
+
+/**
+ * Entries each read-through cache holds before it is dropped and refilled on demand. The
+ * Ingestor is the only writer of exposures and unit_metrics, so the caches never go stale;
+ * the bound only caps memory (~200 bytes an entry).
+ */
+const CACHE_ENTRIES = 1_000_000;
+/** Rows per multi-row INSERT: fewer statement executions, far below SQLite's 32766 parameters. */
+const CHUNK = 64;
+const EMPTY: readonly ExposureRef[] = Object.freeze([]);
+
 export class Ingestor {
   private readonly stats = new Map<string, ArmStats>();
   private readonly counts = new Map<string, number>();
+  /** Committed exposures per unit (EMPTY: known to have none). */
+  private readonly exposureCache = new Map<string, readonly ExposureRef[]>();
+  /** Committed unit_metrics rows. */
+  private readonly unitCache = new UnitRows<UnitRow>(CACHE_ENTRIES);
   private readonly st: Statements;
 
   constructor(
@@ -107,7 +179,7 @@ export class Ingestor {
   unitValues(experiment: Experiment, metric: string, arm: string): number[] {
     const m = experiment.metrics.find((x) => x.name === metric);
     if (!m) return [];
-    const rows = this.sqlite.prepare("SELECT num, den, cov FROM unit_metrics WHERE experiment_key = ? AND metric = ? AND arm = ?").all(experiment.key, metric, arm) as UnitState[];
+    const rows = this.st.unitValues.all(experiment.key, metric, arm) as UnitState[];
     return rows.map((u) => contribution(m, u).y);
   }
 
@@ -138,12 +210,10 @@ export class Ingestor {
       let accepted = 0;
       let duplicates = 0;
       let ignored = 0;
-      const seen = new Map<string, string>();
       for (const { x, e, time } of checked) {
-        const id = `${e.key}\u0000${x.unitId}`;
-        const prior = seen.get(id) ?? (this.st.exposure.get(e.key, x.unitId) as { arm: string } | undefined)?.arm;
+        const prior = this.exposuresOf(tx, x.unitId).find((r) => r.experimentKey === e.key);
         if (prior !== undefined) {
-          if (prior === x.arm) duplicates++;
+          if (prior.arm === x.arm) duplicates++;
           else ignored++;
           continue;
         }
@@ -152,19 +222,20 @@ export class Ingestor {
           continue;
         }
         const phase = Math.min(Math.max(0, x.phase), Math.max(0, e.phases.length - 1));
-        this.st.insertExposure.run(e.key, x.unitId, x.arm, time, phase);
-        seen.set(id, x.arm);
+        tx.newExposures.push(e.key, x.unitId, x.arm, time, phase);
+        tx.exposures.set(x.unitId, [...this.exposuresOf(tx, x.unitId), { experimentKey: e.key, arm: x.arm, time }]);
         tx.count(e.key, phase, x.arm);
+        // Outcomes that arrived before the exposure (at or after its time) count for the unit.
         const pending = this.st.outcomesOfUnit.all(x.unitId, time, e.key, e.unitType) as Array<{ metric: string; value: number }>;
         for (const m of e.metrics) {
           const [num, den] = reads(m);
-          const u: UnitState = { num: 0, den: 0, cov: null };
+          const u: TxUnit = { num: 0, den: 0, cov: null, arm: x.arm, exp: e.key, metric: m.name, unit: x.unitId };
           for (const o of pending) {
             if (o.metric === num) u.num += o.value;
             if (den !== "" && o.metric === den) u.den += o.value;
           }
           if (m.covariate !== "") u.cov = (this.st.covariate.get(x.unitId, m.covariate, e.key) as { value: number } | undefined)?.value ?? null;
-          this.st.upsertUnitMetric.run(e.key, m.name, x.unitId, x.arm, u.num, u.den, u.cov);
+          tx.units.set(metricKey(e.key, m.name), x.unitId, u);
           const c = contribution(m, u);
           addObservation(tx.stats(e.key, m.name, x.arm, c.part), c.y, c.x);
         }
@@ -177,43 +248,55 @@ export class Ingestor {
   logOutcomes(list: readonly Outcome[]): { accepted: number; duplicates: number } {
     this.checkBatch("outcomes", list.length);
     const now = this.clock();
-    const checked = list.map((o, i) => {
+    const times = new Float64Array(list.length);
+    for (let i = 0; i < list.length; i++) {
+      const o = list[i]!;
       if (o.unitId === "") throw new ValidationError(`outcomes[${i}].unit_id`, "must not be empty");
       if (o.metric === "") throw new ValidationError(`outcomes[${i}].metric`, "must not be empty");
       if (!Number.isFinite(o.value)) throw new ValidationError(`outcomes[${i}].value`, `must be finite, got ${o.value}`);
       if (o.experimentKey !== "" && !this.defs.find(o.experimentKey)) throw new NotFoundError("experiment", o.experimentKey, `outcomes[${i}].experiment_key`);
-      return { o, time: timeOf(`outcomes[${i}].time`, o.time, now) };
-    });
+      times[i] = timeOf(`outcomes[${i}].time`, o.time, now);
+    }
     return this.batch((tx) => {
-      let accepted = 0;
-      let duplicates = 0;
+      // Repeats of an outcome_id inside the batch are dropped here; repeats of an earlier
+      // batch's id are the rows the INSERT skips (unique index), so they are not RETURNed.
       const ids = new Set<string>();
-      for (const { o, time } of checked) {
-        if (o.outcomeId !== "") {
-          if (ids.has(o.outcomeId) || this.st.outcomeSeen.get(o.outcomeId)) {
-            duplicates++;
-            continue;
-          }
-          ids.add(o.outcomeId);
+      const fresh: number[] = [];
+      for (let i = 0; i < list.length; i++) {
+        const id = list[i]!.outcomeId;
+        if (id !== "") {
+          if (ids.has(id)) continue;
+          ids.add(id);
         }
-        this.st.insertOutcome.run(o.unitId, o.unitType, o.metric, o.value, time, o.outcomeId, o.experimentKey);
+        fresh.push(i);
+      }
+      const flat: Array<string | number> = [];
+      for (const i of fresh) {
+        const o = list[i]!;
+        flat.push(o.unitId, o.unitType, o.metric, o.value, times[i]!, o.outcomeId, o.experimentKey);
+      }
+      const inserted = new Set<string>();
+      writeChunked(flat, 7, this.st.insertOutcomes, this.st.insertOutcome, (r) => inserted.add((r as { outcome_id: string }).outcome_id));
+      let accepted = 0;
+      for (const i of fresh) {
+        const o = list[i]!;
+        if (o.outcomeId !== "" && !inserted.has(o.outcomeId)) continue;
         accepted++;
-        for (const x of this.st.exposuresOfUnit.all(o.unitId) as Array<{ experiment_key: string; arm: string; time: number }>) {
-          const e = this.defs.find(x.experiment_key);
-          if (!e || e.status !== ExperimentStatus.RUNNING || x.time > time) continue;
-          if (o.experimentKey !== "" && o.experimentKey !== e.key) continue;
+        const time = times[i]!;
+        for (const x of this.exposuresOf(tx, o.unitId)) {
+          if (x.time > time) continue;
+          if (o.experimentKey !== "" && o.experimentKey !== x.experimentKey) continue;
+          const e = this.defs.find(x.experimentKey);
+          if (!e || e.status !== ExperimentStatus.RUNNING) continue;
           if (o.unitType !== 0 && o.unitType !== e.unitType) continue;
           for (const m of e.metrics) {
             const [num, den] = reads(m);
             if (o.metric !== num && o.metric !== den) continue;
-            this.replace(tx, e, m, o.unitId, x.arm, (u) => {
-              if (o.metric === num) u.num += o.value;
-              if (den !== "" && o.metric === den) u.den += o.value;
-            });
+            this.replace(tx, e, m, o.unitId, o.metric === num ? o.value : 0, den !== "" && o.metric === den ? o.value : 0, undefined);
           }
         }
       }
-      return { accepted, duplicates };
+      return { accepted, duplicates: list.length - accepted };
     });
   }
 
@@ -228,16 +311,14 @@ export class Ingestor {
     return this.batch((tx) => {
       for (const c of list) {
         this.st.upsertCovariate.run(c.unitId, c.name, c.experimentKey, c.unitType, c.value);
-        for (const x of this.st.exposuresOfUnit.all(c.unitId) as Array<{ experiment_key: string; arm: string }>) {
-          const e = this.defs.find(x.experiment_key);
+        for (const x of this.exposuresOf(tx, c.unitId)) {
+          const e = this.defs.find(x.experimentKey);
           if (!e || (c.experimentKey !== "" && c.experimentKey !== e.key)) continue;
           if (c.unitType !== 0 && c.unitType !== e.unitType) continue;
           for (const m of e.metrics) {
             if (m.covariate !== c.name) continue;
             const value = (this.st.covariate.get(c.unitId, c.name, e.key) as { value: number } | undefined)?.value ?? null;
-            this.replace(tx, e, m, c.unitId, x.arm, (u) => {
-              u.cov = value;
-            });
+            this.replace(tx, e, m, c.unitId, 0, 0, value);
           }
         }
       }
@@ -245,24 +326,60 @@ export class Ingestor {
     });
   }
 
-  /** Replaces one unit's contribution to its arm's statistics after `change`. */
-  private replace(tx: Tx, e: Experiment, m: Metric, unitId: string, arm: string, change: (u: UnitState) => void): void {
-    const row = this.st.unitMetric.get(e.key, m.name, unitId) as UnitState | undefined;
-    if (!row) return;
-    const before = contribution(m, row);
-    const u = { ...row };
-    change(u);
-    const after = contribution(m, u);
-    this.st.upsertUnitMetric.run(e.key, m.name, unitId, arm, u.num, u.den, u.cov);
-    removeObservation(tx.stats(e.key, m.name, arm, before.part), before.y, before.x);
-    addObservation(tx.stats(e.key, m.name, arm, after.part), after.y, after.x);
+  /** The unit's exposures as this transaction sees them (its own new ones included). */
+  private exposuresOf(tx: Tx, unitId: string): readonly ExposureRef[] {
+    const own = tx.exposures.get(unitId);
+    if (own) return own;
+    let rows = this.exposureCache.get(unitId);
+    if (rows === undefined) {
+      const found = this.st.exposuresOfUnit.all(unitId) as Array<{ experiment_key: string; arm: string; time: number }>;
+      rows = found.length === 0 ? EMPTY : found.map((r) => ({ experimentKey: r.experiment_key, arm: r.arm, time: r.time }));
+      // Read before this transaction wrote anything for the unit (its writes live in tx until
+      // commit), so this is the committed state and safe to cache even if the batch fails.
+      cachePut(this.exposureCache, unitId, rows);
+    }
+    return rows;
   }
 
-  /** Runs `work` in one transaction over copies of the touched statistics; commits them together. */
+  /**
+   * Replaces one unit's contribution to its arm's statistics after adding dNum/dDen to its
+   * sums and, unless `cov` is undefined, setting its covariate.
+   */
+  private replace(tx: Tx, e: Experiment, m: Metric, unitId: string, dNum: number, dDen: number, cov: number | null | undefined): void {
+    const mk = metricKey(e.key, m.name);
+    let u = tx.units.get(mk, unitId);
+    if (!u) {
+      let committed = this.unitCache.get(mk, unitId);
+      if (committed === undefined) {
+        committed = this.st.unitMetric.get(e.key, m.name, unitId) as UnitRow | undefined;
+        if (!committed) return;
+        this.unitCache.set(mk, unitId, committed);
+      }
+      u = { num: committed.num, den: committed.den, cov: committed.cov, arm: committed.arm, exp: e.key, metric: m.name, unit: unitId };
+      tx.units.set(mk, unitId, u);
+    }
+    const before = contribution(m, u);
+    u.num += dNum;
+    u.den += dDen;
+    if (cov !== undefined) u.cov = cov;
+    const after = contribution(m, u);
+    removeObservation(tx.stats(e.key, m.name, u.arm, before.part), before.y, before.x);
+    addObservation(tx.stats(e.key, m.name, u.arm, after.part), after.y, after.x);
+  }
+
+  /**
+   * Runs `work` in one transaction over copies of everything it changes (statistics, counts,
+   * unit rows, exposures), writes the changed rows in multi-row statements at the end, and
+   * only after the commit makes the copies the in-memory state: a failed batch leaves memory
+   * and disk as they were, and an acknowledged batch is on disk.
+   */
   private batch<T>(work: (tx: Tx) => T): T {
     const touched = new Map<string, ArmStats>();
     const counted = new Map<string, number>();
     const tx: Tx = {
+      units: new UnitRows<TxUnit>(),
+      exposures: new Map(),
+      newExposures: [],
       stats: (exp, metric, arm, part) => {
         const k = statsKey(exp, metric, arm, part);
         let s = touched.get(k);
@@ -279,6 +396,10 @@ export class Ingestor {
     };
     const result = this.sqlite.transaction(() => {
       const r = work(tx);
+      writeChunked(tx.newExposures, 5, this.st.insertExposures, this.st.insertExposure);
+      const flat: Array<string | number | null> = [];
+      for (const u of tx.units.values()) flat.push(u.exp, u.metric, u.unit, u.arm, u.num, u.den, u.cov);
+      writeChunked(flat, 7, this.st.upsertUnitMetrics, this.st.upsertUnitMetric);
       for (const [k, s] of touched) {
         const [exp, metric, arm, part] = k.split("\u0000");
         this.st.upsertStats.run(exp, metric, arm, part, JSON.stringify(s));
@@ -291,35 +412,78 @@ export class Ingestor {
     })();
     for (const [k, s] of touched) this.stats.set(k, s);
     for (const [k, n] of counted) this.counts.set(k, n);
+    for (const u of tx.units.values()) this.unitCache.set(metricKey(u.exp, u.metric), u.unit, u);
+    for (const [unit, rows] of tx.exposures) cachePut(this.exposureCache, unit, rows);
     return result;
   }
 }
 
+function cachePut<V>(cache: Map<string, V>, k: string, v: V): void {
+  if (cache.size >= CACHE_ENTRIES && !cache.has(k)) cache.clear();
+  cache.set(k, v);
+}
+
+/**
+ * Writes rows given flat (`columns` values each) with the CHUNK-row statement, the remainder
+ * one row at a time; `returned` receives the RETURNING rows of statements that have one.
+ */
+function writeChunked(
+  flat: ReadonlyArray<string | number | null>,
+  columns: number,
+  many: Database.Statement,
+  one: Database.Statement,
+  returned?: (row: unknown) => void,
+): void {
+  const exec = (stmt: Database.Statement, params: ReadonlyArray<string | number | null>) => {
+    if (returned) for (const r of stmt.all(params)) returned(r);
+    else stmt.run(params);
+  };
+  const size = CHUNK * columns;
+  let i = 0;
+  for (; i + size <= flat.length; i += size) exec(many, flat.slice(i, i + size));
+  for (; i < flat.length; i += columns) exec(one, flat.slice(i, i + columns));
+}
+
 interface Tx {
+  /** Unit rows this batch changed or created (written at the end). */
+  readonly units: UnitRows<TxUnit>;
+  /** Exposures per unit as they stand inside this batch. */
+  readonly exposures: Map<string, readonly ExposureRef[]>;
+  /** New exposure rows, flat: experiment, unit, arm, time, phase. */
+  readonly newExposures: Array<string | number>;
   stats(exp: string, metric: string, arm: string, part: Part): ArmStats;
   count(exp: string, phase: number, arm: string): void;
 }
 
+const values = (columns: number, rows: number) => Array.from({ length: rows }, () => `(${Array(columns).fill("?").join(", ")})`).join(", ");
+
 function prepare(sqlite: Database.Database) {
+  const outcomeInsert = (rows: number) =>
+    sqlite.prepare(
+      `INSERT INTO outcomes (unit_id, unit_type, metric, value, time, outcome_id, experiment_key) VALUES ${values(7, rows)} ON CONFLICT DO NOTHING RETURNING outcome_id`,
+    );
+  const exposureInsert = (rows: number) => sqlite.prepare(`INSERT INTO exposures (experiment_key, unit_id, arm, time, phase) VALUES ${values(5, rows)}`);
+  const unitUpsert = (rows: number) =>
+    sqlite.prepare(
+      `INSERT INTO unit_metrics (experiment_key, metric, unit_id, arm, num, den, cov) VALUES ${values(7, rows)} ON CONFLICT(experiment_key, metric, unit_id) DO UPDATE SET num = excluded.num, den = excluded.den, cov = excluded.cov`,
+    );
   return {
-    exposure: sqlite.prepare("SELECT arm FROM exposures WHERE experiment_key = ? AND unit_id = ?"),
-    insertExposure: sqlite.prepare("INSERT INTO exposures (experiment_key, unit_id, arm, time, phase) VALUES (?, ?, ?, ?, ?)"),
+    insertExposure: exposureInsert(1),
+    insertExposures: exposureInsert(CHUNK),
     exposuresOfUnit: sqlite.prepare("SELECT experiment_key, arm, time FROM exposures WHERE unit_id = ?"),
     outcomesOfUnit: sqlite.prepare(
       "SELECT metric, value FROM outcomes WHERE unit_id = ? AND time >= ? AND (experiment_key = '' OR experiment_key = ?) AND (unit_type = 0 OR unit_type = ?)",
     ),
-    outcomeSeen: sqlite.prepare("SELECT 1 FROM outcomes WHERE outcome_id = ? LIMIT 1"),
-    insertOutcome: sqlite.prepare(
-      "INSERT INTO outcomes (unit_id, unit_type, metric, value, time, outcome_id, experiment_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    ),
+    insertOutcome: outcomeInsert(1),
+    insertOutcomes: outcomeInsert(CHUNK),
     covariate: sqlite.prepare("SELECT value FROM covariates WHERE unit_id = ? AND name = ? AND experiment_key IN (?, '') ORDER BY experiment_key DESC LIMIT 1"),
     upsertCovariate: sqlite.prepare(
       "INSERT INTO covariates (unit_id, name, experiment_key, unit_type, value) VALUES (?, ?, ?, ?, ?) ON CONFLICT(unit_id, name, experiment_key) DO UPDATE SET value = excluded.value, unit_type = excluded.unit_type",
     ),
-    unitMetric: sqlite.prepare("SELECT num, den, cov FROM unit_metrics WHERE experiment_key = ? AND metric = ? AND unit_id = ?"),
-    upsertUnitMetric: sqlite.prepare(
-      "INSERT INTO unit_metrics (experiment_key, metric, unit_id, arm, num, den, cov) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(experiment_key, metric, unit_id) DO UPDATE SET num = excluded.num, den = excluded.den, cov = excluded.cov",
-    ),
+    unitMetric: sqlite.prepare("SELECT num, den, cov, arm FROM unit_metrics WHERE experiment_key = ? AND metric = ? AND unit_id = ?"),
+    unitValues: sqlite.prepare("SELECT num, den, cov FROM unit_metrics WHERE experiment_key = ? AND metric = ? AND arm = ?"),
+    upsertUnitMetric: unitUpsert(1),
+    upsertUnitMetrics: unitUpsert(CHUNK),
     upsertStats: sqlite.prepare(
       "INSERT INTO arm_stats (experiment_key, metric, arm, part, stats_json) VALUES (?, ?, ?, ?, ?) ON CONFLICT(experiment_key, metric, arm, part) DO UPDATE SET stats_json = excluded.stats_json",
     ),

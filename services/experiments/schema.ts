@@ -2,7 +2,8 @@
 // values and the per-arm sufficient statistics they feed, the outcome and covariate logs,
 // audit and outbox. Migrations in ./migrations are generated from this file.
 
-import { index, integer, primaryKey, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { sql } from "drizzle-orm";
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 export { auditTable } from "../../lib/audit.js";
 export { outboxTable } from "../../lib/outbox.js";
@@ -49,7 +50,9 @@ export const outcomes = sqliteTable(
     outcomeId: text("outcome_id").notNull(),
     experimentKey: text("experiment_key").notNull(),
   },
-  (t) => [index("outcomes_unit_idx").on(t.unitId), index("outcomes_id_idx").on(t.outcomeId)],
+  // outcome_id is unique when given, so a redelivered outcome is skipped by the INSERT itself
+  // (ON CONFLICT DO NOTHING) instead of a lookup per outcome.
+  (t) => [index("outcomes_unit_idx").on(t.unitId), uniqueIndex("outcomes_id_uidx").on(t.outcomeId).where(sql`${t.outcomeId} <> ''`)],
 );
 
 /** Last covariate value per (unit, name, experiment); experiment "" applies to all. */

@@ -1030,8 +1030,9 @@ export const ExperimentService: GenService<{
    * arm weights (a ramp; arm names, order and payloads fixed) and `coverage_fraction` —
    * each ramp starts a new Phase — plus description, hypothesis, owner, labels,
    * expected_daily_units. STOPPED: description and labels only. FAILED_PRECONDITION: a
-   * field not changeable in the current status, an overlapping layer slice, or
-   * `expected_revision` is not the current revision (someone else changed it first).
+   * field not changeable in the current status, or an overlapping layer slice. ABORTED:
+   * `expected_revision` is not the current revision (someone else changed it first;
+   * re-read and retry).
    *
    * @generated from rpc mlmesh.experiments.v1.ExperimentService.UpdateExperiment
    */
@@ -1043,6 +1044,7 @@ export const ExperimentService: GenService<{
   /**
    * DRAFT -> RUNNING: assignment begins. FAILED_PRECONDITION: not DRAFT, or its layer
    * slice overlaps a RUNNING experiment of the same layer (named in the message).
+   * ABORTED: `expected_revision` is not the current revision.
    *
    * @generated from rpc mlmesh.experiments.v1.ExperimentService.StartExperiment
    */

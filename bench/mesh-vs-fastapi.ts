@@ -172,7 +172,10 @@ async function closedLoop(concurrency: number, call: (i: number) => Promise<unkn
 const scoreCall = (i: number) =>
   inference.score({
     modelRef: "bench_lr@production",
-    rows: [{ values: Object.fromEntries(expected.features.map((f, j) => [`bench_users:${f}`, create(ValueSchema, { kind: { case: "doubleValue", value: inputRow(i)[j]! } })])) }],
+    inputs: {
+      case: "rows",
+      value: { rows: [{ values: Object.fromEntries(expected.features.map((f, j) => [`bench_users:${f}`, create(ValueSchema, { kind: { case: "doubleValue", value: inputRow(i)[j]! } })])) }] },
+    },
   });
 const predictCall = (i: number) => router.predict({ endpoint: "bench", entityKey: entity(i % N_USERS) });
 const grpcCells: Array<Record<string, string | number>> = [];

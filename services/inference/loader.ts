@@ -249,7 +249,18 @@ export class ModelLoader {
       loadedAt: Date.now(),
       lastUsed: Date.now(),
     };
-    await Promise.all([warm(v), this.o.prepare?.(v.binding)]);
+    const prepared = this.o.prepare?.(v.binding);
+    try {
+      await warm(v);
+    } catch (err) {
+      // A model that loads but cannot run (e.g. a Reshape that fails on any input) is refused
+      // once and remembered, so a redelivered alias event does not open workers again.
+      await pool.close().catch(() => undefined);
+      const msg = err instanceof Error ? err.message : String(err);
+      this.failed.set(key, `warm-up run failed: ${msg}`);
+      throw new PreconditionError(`${key} failed its warm-up run in ONNX Runtime: ${msg}`);
+    }
+    await prepared;
     this.versions.set(key, v);
     this.o.logger.info({ model: r.modelName, version, load_ms: Date.now() - started }, "inference: model version loaded and warmed");
     void this.evict();

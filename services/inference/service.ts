@@ -1,6 +1,7 @@
 // Handlers of mlmesh.inference.v1.InferenceService: validate, call the engine and loader,
 // map the result. The drift, quality and batch-job RPCs come later (UNIMPLEMENTED).
 
+import { validateModelName } from "../../lib/model-name.js";
 import { randomUUID } from "node:crypto";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -147,12 +148,12 @@ export function createInferenceService(deps: { loader: ModelLoader; engine: Infe
     },
 
     getBatchingConfig(req) {
-      if (!req.modelName) throw new ValidationError("model_name", "required");
+      validateModelName(req.modelName, "model_name");
       return { batching: batchingToProto(engine.settings(req.modelName)) };
     },
 
     setBatchingConfig(req) {
-      if (!req.modelName) throw new ValidationError("model_name", "required");
+      validateModelName(req.modelName, "model_name");
       if (!req.batching) throw new ValidationError("batching", "required");
       return { batching: batchingToProto(engine.setSettings(req.modelName, batchingFromProto(req.batching))) };
     },

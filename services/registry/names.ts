@@ -3,19 +3,9 @@
 
 import { ValidationError } from "../../lib/errors.js";
 
-const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 const TAG_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
 
-export function validateModelName(name: string, field = "name"): string {
-  if (!name) throw new ValidationError(field, "is required");
-  if (!MODEL_NAME.test(name)) {
-    throw new ValidationError(
-      field,
-      `${JSON.stringify(name.slice(0, 200))} is not a valid model name: use 1-128 letters, digits, '_' or '-', starting with a letter or digit (no '/', '.', '@', ':' or spaces)`,
-    );
-  }
-  return name;
-}
+export { validateModelName } from "../../lib/model-name.js";
 
 export function validateTags(tags: Record<string, string>, field = "tags"): Record<string, string> {
   const keys = Object.keys(tags);

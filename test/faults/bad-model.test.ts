@@ -127,14 +127,7 @@ describe("fault: a version that cannot load", { skip: hasNatsBinary() ? false : 
 
   it(
     "refuses a version whose warm-up run fails; the previous version keeps serving",
-    {
-      timeout: 120_000,
-      todo:
-        "services/inference/loader.ts (inference owner): doLoad awaits warm(v) unguarded, so an ORT run error at warm-up escapes as INTERNAL " +
-        "(and the opened SessionPool is never closed, nor the failure remembered, so every retry - e.g. AliasMoved redelivery, which rethrows non-domain errors - " +
-        "opens new workers: +2 threads every ~6 s, measured). " +
-        "Repro: upload test/faults/fixtures/bad_reshape.onnx, LoadModel name@<v>. Want FAILED_PRECONDITION naming the warm-up failure.",
-    },
+    { timeout: 120_000 },
     async (t) => {
       await refuseUnderLoad(t, "bad_reshape.onnx", /reshape|warm|run/i);
     },

@@ -59,9 +59,6 @@ const UNDECODABLE = ["random-bytes", "truncated", "bit-flip", "wrong-wire-type",
 const STREAM_DECODE =
   "lib/grpc-server.ts (lead): on the gRPC port a server-streaming method decodes its request outside the try, so an undecodable request throws " +
   "synchronously inside the grpc-js handler and the client gets UNKNOWN instead of INVALID_ARGUMENT. Repro: send the single byte 0xff to the method over gRPC.";
-const GET_BATCHING =
-  "services/inference (inference owner): GetBatchingConfig does not validate model_name and answers the defaults for '../x', '/abs', NUL...; " +
-  "SetBatchingConfig refuses them. No file is touched; it should answer INVALID_ARGUMENT like SetBatchingConfig.";
 const KNOWN: Readonly<Record<string, string>> = {
   ...Object.fromEntries(
     ["/grpc.health.v1.Health/Watch", "/mlmesh.registry.v1.RegistryService/DownloadArtifact", "/mlmesh.features.v1.FeatureService/GetHistoricalFeatures"].flatMap((p) =>
@@ -72,8 +69,6 @@ const KNOWN: Readonly<Record<string, string>> = {
     "services/router/store.ts listRollouts (router owner): one `?` per requested state and `args.push(...q.states)`: ListRolloutsRequest.states with 40000 " +
     "entries -> SqliteError 'too many SQL variables', with 200000+ -> RangeError 'Maximum call stack size exceeded'; both INTERNAL. Dedupe the states " +
     "(there are only a handful) or refuse more than the enum has with INVALID_ARGUMENT.",
-  "/mlmesh.inference.v1.InferenceService/GetBatchingConfig json-traversal": GET_BATCHING,
-  "/mlmesh.inference.v1.InferenceService/GetBatchingConfig traversal": GET_BATCHING,
 };
 
 interface Finding {

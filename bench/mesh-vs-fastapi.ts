@@ -49,6 +49,11 @@ const expected = JSON.parse(fs.readFileSync(path.join(work, "expected.json"), "u
   probabilities: number[][];
 };
 const N_USERS = 1000;
+// The router replicates endpoints through the shared NATS stream: names unique to this run.
+const RUN = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+const ENDPOINT = `bench-${RUN}`;
+const MODEL = `bench_lr_${RUN}`;
+const VIEW = `bench_users_${RUN}`;
 
 // --- the mesh -----------------------------------------------------------------------------
 const env = await isolatedEnv({ MLMESH_NATS_URL: natsUrl, MLMESH_LOG_LEVEL: "warn" });
@@ -59,18 +64,18 @@ const cli = (...args: string[]) => {
   return r.stdout;
 };
 const view = {
-  name: "bench_users",
+  name: VIEW,
   entities: ["user_id"],
   ttl: "3650d",
   features: expected.features.map((name) => ({ name, type: "float64" })),
 };
 fs.writeFileSync(path.join(work, "view.json"), JSON.stringify(view));
 cli("features", "apply", path.join(work, "view.json"));
-cli("features", "ingest", "bench_users", path.join(work, "features.csv"));
-const refs = expected.features.map((f) => `bench_users:${f}`).join(",");
-cli("models", "push", path.join(work, "model.onnx"), "--name", "bench_lr", "--features", refs, "--entity", "user_id");
-cli("models", "promote", "bench_lr", "1", "--to", "production");
-fs.writeFileSync(path.join(work, "endpoint.json"), JSON.stringify({ name: "bench", model: "bench_lr", entities: ["user_id"] }));
+cli("features", "ingest", VIEW, path.join(work, "features.csv"));
+const refs = expected.features.map((f) => `${VIEW}:${f}`).join(",");
+cli("models", "push", path.join(work, "model.onnx"), "--name", MODEL, "--features", refs, "--entity", "user_id");
+cli("models", "promote", MODEL, "1", "--to", "production");
+fs.writeFileSync(path.join(work, "endpoint.json"), JSON.stringify({ name: ENDPOINT, model: MODEL, entities: ["user_id"] }));
 cli("endpoints", "apply", path.join(work, "endpoint.json"));
 
 // The mesh must give sklearn's numbers before its speed means anything.
@@ -79,7 +84,7 @@ const inference = createServiceClient(InferenceService, mesh.endpoint("inference
 const entity = (i: number) =>
   create(EntityKeySchema, { keys: { user_id: create(ValueSchema, { kind: { case: "stringValue", value: `u${i}` } }) } });
 for (let i = 0; i < expected.rows.length; i++) {
-  const r = await router.predict({ endpoint: "bench", entityKey: entity(i) });
+  const r = await router.predict({ endpoint: ENDPOINT, entityKey: entity(i) });
   const diff = Math.abs(r.score - expected.probabilities[i]![1]!);
   if (diff > 1e-5) throw new Error(`mesh score for u${i} is ${r.score}, sklearn says ${expected.probabilities[i]![1]} (diff ${diff})`);
 }
@@ -114,7 +119,7 @@ fs.writeFileSync(fastapiBodies, rows.map((r) => JSON.stringify({ features: r.spl
 const meshBodies = path.join(work, "mesh-bodies.txt");
 fs.writeFileSync(
   meshBodies,
-  Array.from({ length: N_USERS }, (_, i) => JSON.stringify({ endpoint: "bench", entityKey: { keys: { user_id: { stringValue: `u${i}` } } } })).join("\n") + "\n",
+  Array.from({ length: N_USERS }, (_, i) => JSON.stringify({ endpoint: ENDPOINT, entityKey: { keys: { user_id: { stringValue: `u${i}` } } } })).join("\n") + "\n",
 );
 
 interface WrkResult {
@@ -171,13 +176,13 @@ async function closedLoop(concurrency: number, call: (i: number) => Promise<unkn
 }
 const scoreCall = (i: number) =>
   inference.score({
-    modelRef: "bench_lr@production",
+    modelRef: `${MODEL}@production`,
     inputs: {
       case: "rows",
-      value: { rows: [{ values: Object.fromEntries(expected.features.map((f, j) => [`bench_users:${f}`, create(ValueSchema, { kind: { case: "doubleValue", value: inputRow(i)[j]! } })])) }] },
+      value: { rows: [{ values: Object.fromEntries(expected.features.map((f, j) => [`${VIEW}:${f}`, create(ValueSchema, { kind: { case: "doubleValue", value: inputRow(i)[j]! } })])) }] },
     },
   });
-const predictCall = (i: number) => router.predict({ endpoint: "bench", entityKey: entity(i % N_USERS) });
+const predictCall = (i: number) => router.predict({ endpoint: ENDPOINT, entityKey: entity(i % N_USERS) });
 const grpcCells: Array<Record<string, string | number>> = [];
 for (const c of [1, 16]) {
   await closedLoop(c, scoreCall, 1);

@@ -1,5 +1,6 @@
-// The mesh runtime's own cost per call: grpc.health.v1 Check through the mesh server (grpc-js
-// h2c with the observer: span, deadline, metrics) called by the mesh client (lib/clients.ts),
+// The mesh runtime's own cost per call: grpc.health.v1 Check through the mesh server (h2c with
+// the observer: span, deadline, metrics; served by lib/h2-grpc-server.ts on node:http2, and by
+// the grpc-js adapter lib/grpc-server.ts for comparison) called by the mesh client (lib/clients.ts),
 // and over Connect JSON on HTTP/1.1, against the protocol floor measured in the same run — a
 // bare node:http2 client and server exchanging the same gRPC frames with no library at all.
 // Concurrency 1 and 16; client and server share one process (and its event loop), so these
@@ -64,7 +65,7 @@ async function measure(transport: string, concurrency: number, call: () => Promi
 
 async function main() {
   const logger = createLogger({ level: "silent" });
-  const server = await startServer({
+  const serverOptions = {
     name: "bench",
     host: "127.0.0.1",
     grpcPort: 0,
@@ -74,12 +75,17 @@ async function main() {
     maxMessageBytes: 1 << 20,
     maxDeadlineMs: 60_000,
     shutdownGraceMs: 1000,
-  });
+  };
+  const server = await startServer({ ...serverOptions, grpcServer: "node-http2" });
+  const grpcJsServer = await startServer({ ...serverOptions, grpcServer: "grpc-js" });
   const state = new HealthState();
   state.set("", ServingStatus.SERVING);
   const inProcess = createHealthService(state);
   const request = create(HealthCheckRequestSchema, { service: "" });
   const mesh = createServiceClient(Health, server.grpcUrl);
+  const meshOnGrpcJs = createServiceClient(Health, grpcJsServer.grpcUrl);
+  // The new server's own share: the floor's bare client against it (no grpc-js client).
+  const h2Session = http2.connect(server.grpcUrl);
   // The floor: the same request and response frames over bare node:http2.
   const floorServer = http2.createServer((req, res) => {
     req.resume();
@@ -92,14 +98,19 @@ async function main() {
   await new Promise<void>((r) => floorServer.listen(0, "127.0.0.1", r));
   const floorSession = http2.connect(`http://127.0.0.1:${(floorServer.address() as import("node:net").AddressInfo).port}`);
   const emptyFrame = Buffer.from([0, 0, 0, 0, 0]);
-  const floorCall = () =>
+  const bareCall = (session: http2.ClientHttp2Session) => () =>
     new Promise<void>((resolve, reject) => {
-      const s = floorSession.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers" });
+      const s = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers" });
       s.on("data", () => undefined);
+      // Only a call answered OK counts (status in the trailers, or in trailers-only headers).
+      s.on("response", (h) => h["grpc-status"] !== undefined && h["grpc-status"] !== "0" && reject(new Error(`grpc-status ${String(h["grpc-status"])}`)));
+      s.on("trailers", (t) => t["grpc-status"] !== "0" && reject(new Error(`grpc-status ${String(t["grpc-status"])}`)));
       s.on("end", resolve);
       s.on("error", reject);
       s.end(emptyFrame);
     });
+  const floorCall = bareCall(floorSession);
+  const bareToMesh = bareCall(h2Session);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const body = "{}";
   const jsonCall = () =>
@@ -119,15 +130,19 @@ async function main() {
   const cells: Cell[] = [];
   for (const concurrency of [1, 16]) {
     cells.push(await measure("floor: bare node:http2", concurrency, floorCall));
-    cells.push(await measure("mesh gRPC (grpc-js server + mesh client)", concurrency, () => mesh.check(request)));
+    cells.push(await measure("mesh gRPC (node:http2 server + mesh client)", concurrency, () => mesh.check(request)));
+    cells.push(await measure("mesh gRPC (grpc-js server + mesh client)", concurrency, () => meshOnGrpcJs.check(request)));
+    cells.push(await measure("mesh node:http2 server + bare http2 client", concurrency, bareToMesh));
     cells.push(await measure("mesh Connect JSON, HTTP/1.1", concurrency, jsonCall));
     cells.push(await measure("handler alone, in-process", concurrency, async () => inProcess.check(request, undefined as never)));
   }
   floorSession.close();
+  h2Session.close();
   floorServer.close();
   closeAllClients();
   agent.destroy();
   await server.shutdown();
+  await grpcJsServer.shutdown();
 
   const rows = cells.map((c) => {
     const base = cells.find((b) => b.concurrency === c.concurrency && b.transport.startsWith("floor"))!;

@@ -20,7 +20,7 @@ export function isPreEncoded(value: unknown): value is PreEncoded {
   return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[PRE_ENCODED] === true;
 }
 
-/** True when the call arrived over gRPC (grpc-js), where pre-encoded bytes are sent as they are. */
+/** True when the call arrived over gRPC (the gRPC port), where pre-encoded bytes are sent as they are. */
 export function acceptsPreEncoded(ctx: HandlerContext): boolean {
   return ctx.protocolName === "grpc";
 }

@@ -1,5 +1,6 @@
 // The one way a service starts. Given its handlers it serves gRPC over h2c on one port
-// (@grpc/grpc-js, the fastest Node HTTP/2 gRPC server we measured) and, on a second port,
+// (lib/h2-grpc-server.ts on node:http2 by default — about half grpc-js's cost per call in
+// bench:rpc; @grpc/grpc-js through lib/grpc-server.ts stays selectable) and, on a second port,
 // Connect (JSON or binary) and gRPC-Web over HTTP/1.1 (connect-node) plus /metrics,
 // /healthz and /readyz. Both run the same handler maps through the same observer, so an RPC
 // behaves the same whichever protocol reached it. SIGTERM handling lives in the caller
@@ -24,6 +25,7 @@ import { createHealthService, HealthState, ServingStatus } from "./health.js";
 import type { Logger } from "./logger.js";
 import { createRpcMetrics, renderMetrics, type RpcMetrics } from "./metrics.js";
 import { bindGrpcServer, createGrpcJsServer } from "./grpc-server.js";
+import { createH2GrpcServer } from "./h2-grpc-server.js";
 import { createCallObserver, createObserveInterceptor } from "./rpc-observe.js";
 import type { CallGuard } from "./auth/guard.js";
 import { restRouteMethod } from "./auth/method-roles.js";
@@ -73,7 +75,15 @@ export interface ServerOptions {
   readonly tls?: TlsMaterial;
   /** Authentication, method roles and rate limit (lib/auth/guard.ts); absent: none. */
   readonly guard?: CallGuard;
+  /**
+   * What serves the gRPC port: "node-http2" (lib/h2-grpc-server.ts, gRPC on node:http2
+   * directly) or "grpc-js" (lib/grpc-server.ts). Default: DEFAULT_GRPC_SERVER.
+   */
+  readonly grpcServer?: GrpcServerImpl;
 }
+
+export type GrpcServerImpl = "node-http2" | "grpc-js";
+export const DEFAULT_GRPC_SERVER: GrpcServerImpl = "node-http2";
 
 export interface RunningServer {
   readonly name: string;
@@ -181,13 +191,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     : http.createServer(onRequest);
   httpServer.keepAliveTimeout = 65_000;
 
-  const grpcServer = createGrpcJsServer({
-    bindings,
-    observe,
-    maxMessageBytes: opts.maxMessageBytes,
-    shutdownSignal: shutdownController.signal,
-  });
-  const grpcPort = await bindGrpcServer(grpcServer, opts.host, opts.grpcPort, opts.tls ? grpcServerCredentials(opts.tls) : undefined);
+  const grpcOpts = { bindings, observe, maxMessageBytes: opts.maxMessageBytes, shutdownSignal: shutdownController.signal };
+  let grpcServer: { tryShutdown(done: () => void): void; forceShutdown(): void };
+  let grpcPort: number;
+  if ((opts.grpcServer ?? DEFAULT_GRPC_SERVER) === "node-http2") {
+    const h2 = createH2GrpcServer({ ...grpcOpts, tls: opts.tls });
+    grpcPort = await h2.listen(opts.host, opts.grpcPort);
+    grpcServer = h2;
+  } else {
+    const js = createGrpcJsServer(grpcOpts);
+    grpcPort = await bindGrpcServer(js, opts.host, opts.grpcPort, opts.tls ? grpcServerCredentials(opts.tls) : undefined);
+    grpcServer = js;
+  }
   try {
     await listen(httpServer, opts.httpPort, opts.host);
   } catch (err) {
@@ -206,7 +221,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     health.setAllNotServing();
     health.close();
     const closed = Promise.all([
-      // grpc-js: no new calls; the callback fires once the calls in flight have finished.
+      // No new calls (GOAWAY); the callback fires once the calls in flight have finished.
       new Promise<void>((r) => grpcServer.tryShutdown(() => r())),
       new Promise<void>((r) => httpServer.close(() => r())),
     ]);

@@ -1,7 +1,7 @@
 // MLMESH_ROUTER_* variables: default latency budget, rollout controller tick and minimum
 // interval, shadow mirroring limits, caches. (Owned by the router work; add fields here.)
 
-import { readDurationMs, readInt, type Env } from "./config-read.js";
+import { readDurationMs, readInt, readList, type Env } from "./config-read.js";
 
 export interface RouterConfig {
   /** Total budget of a request when its endpoint sets none. */
@@ -18,6 +18,10 @@ export interface RouterConfig {
   readonly refRefreshMs: number;
   /** Exposures are sent to experiments in batches at most this far apart. */
   readonly exposureFlushMs: number;
+  /** Endpoints whose `mlmesh.router.score_in.<endpoint>` events this router scores (`*`: all). */
+  readonly streamEndpoints: readonly string[];
+  /** Redelivery delay of a stream scoring input whose result was not acked (a crashed replica). */
+  readonly streamAckWaitMs: number;
 }
 
 export function readRouterConfig(env: Env): RouterConfig {
@@ -29,6 +33,9 @@ export function readRouterConfig(env: Env): RouterConfig {
     shadowTimeoutMs: readDurationMs(env, "MLMESH_ROUTER_SHADOW_TIMEOUT", 1000, 1, 600_000),
     refRefreshMs: readDurationMs(env, "MLMESH_ROUTER_REF_REFRESH", 30_000, 100, 86_400_000),
     exposureFlushMs: readDurationMs(env, "MLMESH_ROUTER_EXPOSURE_FLUSH", 1000, 10, 600_000),
+    streamEndpoints: readList(env, "MLMESH_ROUTER_STREAM_ENDPOINTS", /^(\*|[a-z][a-z0-9_-]{0,62})$/, "endpoint names (or *)"),
+    // Below the stream's 2-minute dedup window, so a re-scored input's result is still dropped as a duplicate.
+    streamAckWaitMs: readDurationMs(env, "MLMESH_ROUTER_STREAM_ACK_WAIT", 30_000, 1000, 60_000),
   });
 }
 
@@ -40,4 +47,6 @@ export const ROUTER_CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: str
   { name: "MLMESH_ROUTER_SHADOW_TIMEOUT", default: "1s", meaning: "deadline of one shadow scoring (the caller never waits on it)" },
   { name: "MLMESH_ROUTER_REF_REFRESH", default: "30s", meaning: "re-resolve cached model refs this often, besides alias events" },
   { name: "MLMESH_ROUTER_EXPOSURE_FLUSH", default: "1s", meaning: "longest delay before buffered experiment exposures are published" },
+  { name: "MLMESH_ROUTER_STREAM_ENDPOINTS", default: "(none)", meaning: "comma-separated endpoints (or *) scored from mlmesh.router.score_in.<endpoint> to score_out" },
+  { name: "MLMESH_ROUTER_STREAM_ACK_WAIT", default: "30s", meaning: "redelivery delay of a stream scoring input left unacked (1s..60s, under the 2 min dedup window)" },
 ];

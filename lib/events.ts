@@ -59,7 +59,19 @@ export interface DeliveredEvent<T> {
   readonly msgId: string | undefined;
   /** How many times this event was delivered before (0 on first delivery). */
   readonly redeliveries: number;
+  /** When the stream stored it (epoch ms): now minus this is the consumer's lag. */
+  readonly storedAtMs: number;
+  /** Messages after this one still to be delivered to the consumer (its backlog). */
+  readonly pending: number;
 }
+
+/**
+ * Where a brand-new durable consumer starts: the stream's first message (`all`), only what
+ * is published from now on (`new`), or the newest message of every subject its filter
+ * matches and everything after (`last_per_subject`) — the current state of each key of a
+ * stream whose subjects end in a key, without its whole history.
+ */
+export type DeliverFrom = "all" | "new" | "last_per_subject";
 
 export interface SubscribeOptions<D extends DescMessage> {
   readonly stream: string;
@@ -71,7 +83,27 @@ export interface SubscribeOptions<D extends DescMessage> {
   readonly handler: (event: DeliveredEvent<MessageShape<D>>) => Promise<void>;
   /** Where a brand-new consumer starts (default: the first message of the stream). */
   readonly deliverNewOnly?: boolean;
+  /** Where a brand-new consumer starts; overrides deliverNewOnly. */
+  readonly deliverFrom?: DeliverFrom;
+  /** How long a delivered, unacked message waits before redelivery (default 30 s; only at consumer creation). */
+  readonly ackWaitMs?: number;
+  /**
+   * Messages pulled ahead of the handler (default 256). The ack wait runs from delivery, so
+   * a slow handler wants a small prefetch: otherwise messages queued in this client time
+   * out and are redelivered before their first delivery was even handled.
+   */
+  readonly prefetch?: number;
 }
+
+function deliverFrom(opts: Pick<SubscribeOptions<DescMessage>, "deliverFrom" | "deliverNewOnly">): DeliverFrom {
+  return opts.deliverFrom ?? (opts.deliverNewOnly ? "new" : "all");
+}
+
+const DELIVER_POLICY: Readonly<Record<DeliverFrom, DeliverPolicy>> = {
+  all: DeliverPolicy.All,
+  new: DeliverPolicy.New,
+  last_per_subject: DeliverPolicy.LastPerSubject,
+};
 
 export interface Subscription {
   /** Stop consuming; the durable position stays on the server. */
@@ -270,14 +302,14 @@ export class JetStreamBus implements EventBus {
       await this.jsm.consumers.add(opts.stream, {
         durable_name: opts.durable,
         ack_policy: AckPolicy.Explicit,
-        deliver_policy: opts.deliverNewOnly ? DeliverPolicy.New : DeliverPolicy.All,
+        deliver_policy: DELIVER_POLICY[deliverFrom(opts)],
         filter_subject: opts.filterSubject,
-        ack_wait: nanos(30_000),
+        ack_wait: nanos(opts.ackWaitMs ?? 30_000),
         max_deliver: -1,
       });
     }
     const consumer = await this.js.consumers.get(opts.stream, opts.durable);
-    const messages = await consumer.consume({ max_messages: 256 });
+    const messages = await consumer.consume({ max_messages: opts.prefetch ?? 256 });
     this.subscriptions.add(messages);
     const loop = (async () => {
       for await (const m of messages) {
@@ -305,6 +337,8 @@ export class JetStreamBus implements EventBus {
               seq: m.seq,
               msgId: m.headers?.get("Nats-Msg-Id") || undefined,
               redeliveries: m.info.redeliveryCount - 1,
+              storedAtMs: Math.floor(m.info.timestampNanos / 1e6),
+              pending: m.info.pending,
             }),
           );
           // ackAck waits for the server to confirm, so "acknowledged" means it will not come back.
@@ -363,13 +397,23 @@ interface StoredEvent {
   readonly data: Uint8Array;
   readonly msgId: string;
   readonly traceHeaders: Map<string, string>;
+  readonly storedAtMs: number;
 }
 
 interface MemStream {
   readonly spec: StreamSpec;
   readonly events: StoredEvent[];
   readonly ids: Map<string, number>;
-  readonly consumers: Map<string, { acked: number; filter: string; wake?: () => void }>;
+  readonly consumers: Map<string, MemConsumer>;
+}
+
+interface MemConsumer {
+  acked: number;
+  readonly filter: string;
+  /** last_per_subject: of the events stored at creation (seq <= boundary) only these are delivered. */
+  readonly boundary?: number;
+  readonly initial?: ReadonlySet<number>;
+  wake?: () => void;
 }
 
 export class InProcessBus implements EventBus {
@@ -414,7 +458,7 @@ export class InProcessBus implements EventBus {
     const traceHeaders = new Map<string, string>();
     injectTraceContext({ get: (k) => traceHeaders.get(k), set: (k, v) => traceHeaders.set(k, v) }, producer.ctx);
     const seq = stream.events.length + 1;
-    stream.events.push({ seq, subject, data, msgId: opts.msgId, traceHeaders });
+    stream.events.push({ seq, subject, data, msgId: opts.msgId, traceHeaders, storedAtMs: Date.now() });
     stream.ids.set(opts.msgId, seq);
     for (const c of stream.consumers.values()) c.wake?.();
     producer.end();
@@ -426,7 +470,14 @@ export class InProcessBus implements EventBus {
     if (!stream) throw new UnavailableError(`stream ${opts.stream} does not exist`);
     let state = stream.consumers.get(opts.durable);
     if (!state) {
-      state = { acked: opts.deliverNewOnly ? stream.events.length : 0, filter: opts.filterSubject };
+      const from = deliverFrom(opts);
+      if (from === "last_per_subject") {
+        const last = new Map<string, number>();
+        for (const e of stream.events) if (subjectMatches(opts.filterSubject, e.subject)) last.set(e.subject, e.seq);
+        state = { acked: 0, filter: opts.filterSubject, boundary: stream.events.length, initial: new Set(last.values()) };
+      } else {
+        state = { acked: from === "new" ? stream.events.length : 0, filter: opts.filterSubject };
+      }
       stream.consumers.set(opts.durable, state);
     }
     const consumer = state;
@@ -434,7 +485,8 @@ export class InProcessBus implements EventBus {
     const loop = (async () => {
       const attempts = new Map<number, number>();
       while (running) {
-        const next = stream.events.find((e) => e.seq > consumer.acked && subjectMatches(consumer.filter, e.subject));
+        const wanted = (e: StoredEvent) => e.seq > consumer.acked && subjectMatches(consumer.filter, e.subject) && (consumer.boundary === undefined || e.seq > consumer.boundary || consumer.initial!.has(e.seq));
+        const next = stream.events.find(wanted);
         if (!next) {
           await new Promise<void>((r) => (consumer.wake = r));
           consumer.wake = undefined;
@@ -451,6 +503,8 @@ export class InProcessBus implements EventBus {
               seq: next.seq,
               msgId: next.msgId,
               redeliveries: tries,
+              storedAtMs: next.storedAtMs,
+              pending: stream.events.reduce((n, e) => (e.seq > next.seq && wanted(e) ? n + 1 : n), 0),
             }),
           );
           consumer.acked = next.seq;

@@ -28,6 +28,8 @@ import * as schema from "./schema.js";
 import { Server, type LiveEndpoint } from "./serve.js";
 import { createRouterService, refreshLive } from "./service.js";
 import { ShadowMirror } from "./shadow.js";
+import { SharedWindows } from "./shared-windows.js";
+import { StreamScoring, createStreamScoringMetrics } from "./stream-scoring.js";
 import { planRefs } from "./spec.js";
 import { RouterStore } from "./store.js";
 
@@ -45,6 +47,8 @@ export async function startRouter(rt: Runtime): Promise<ServiceHandle> {
   let refs: RefCache | undefined;
   let controller: RolloutController | undefined;
   let exposures: ExposureBuffer | undefined;
+  let scoring: StreamScoring | undefined;
+  let shared: SharedWindows | undefined;
   try {
     const metrics = createRouterMetrics();
     const clients = createMeshClients(rt.config);
@@ -57,6 +61,9 @@ export async function startRouter(rt: Runtime): Promise<ServiceHandle> {
     const shadow = new ShadowMirror(clients.inference, refs, metrics, logger, cfg.maxShadowInFlight, cfg.shadowTimeoutMs);
     controller = new RolloutController({ store, registry: clients.registry, inference: clients.inference, refs, metrics, logger, config: cfg, clock, experiments: clients.experiments, experimentCache: experiments, exposures, planChanged: (e) => refreshLive({ store, live }, e) });
     const ctl = controller;
+    // Traffic of rollouts another replica controls is reported to it every controller tick.
+    const sharedWindows = new SharedWindows({ bus: rt.bus, controller, endpoint: (name) => live.get(name), replica: instance, flushMs: cfg.rolloutTickMs, logger });
+    shared = sharedWindows;
     const server = new Server({
       features: clients.features,
       inference: clients.inference,
@@ -68,7 +75,10 @@ export async function startRouter(rt: Runtime): Promise<ServiceHandle> {
       config: cfg,
       logger,
       endpoint: (name) => live.get(name),
-      observe: (e, role, version, latency, error, score, unit) => ctl.observe(e, role, version, latency, error, score, unit),
+      observe: (e, role, version, latency, error, score, unit) => {
+        ctl.observe(e, role, version, latency, error, score, unit);
+        sharedWindows.observe(e, role, latency, error, score);
+      },
     });
     const impl = createRouterService({ store, refs, experiments, features: clients.features, server, controller, shadow, live });
 
@@ -124,23 +134,10 @@ export async function startRouter(rt: Runtime): Promise<ServiceHandle> {
       }),
       await rt.bus.subscribe({
         stream: STREAMS.router.name,
-        durable: `router-plans-${instance}`,
-        filterSubject: "mlmesh.router.serving_plan_changed.>",
-        schema: ServingPlanChangedSchema,
-        handler: async (ev) => {
-          const m = ev.message;
-          // Our own changes carry a revision we already hold; another replica's newer one is applied.
-          if (m.plan && store.applyReplicatedPlan(m.endpoint, m.plan, Number(m.revision), m.rolloutId)) {
-            refreshLive({ store, live }, m.endpoint);
-            warmPlan(m.endpoint);
-            logger.info({ endpoint: m.endpoint, revision: Number(m.revision) }, "router: applied a serving plan from another replica");
-          }
-        },
-      }),
-      await rt.bus.subscribe({
-        stream: STREAMS.router.name,
         durable: `router-endpoints-${instance}`,
         filterSubject: "mlmesh.router.endpoint_applied.>",
+        // Newest wins (by generation/revision), so each endpoint's last event is all a new replica needs.
+        deliverFrom: "last_per_subject",
         schema: EndpointAppliedSchema,
         handler: async (ev) => {
           const e = ev.message.endpoint;
@@ -155,12 +152,38 @@ export async function startRouter(rt: Runtime): Promise<ServiceHandle> {
         stream: STREAMS.router.name,
         durable: `router-deletes-${instance}`,
         filterSubject: "mlmesh.router.endpoint_deleted.>",
+        // Newest wins (by generation/revision), so each endpoint's last event is all a new replica needs.
+        deliverFrom: "last_per_subject",
         schema: EndpointDeletedSchema,
         handler: async (ev) => {
           if (store.applyReplicatedDelete(ev.message.endpoint, Number(ev.message.generation))) refreshLive({ store, live }, ev.message.endpoint);
         },
       }),
+      await rt.bus.subscribe({
+        stream: STREAMS.router.name,
+        durable: `router-plans-${instance}`,
+        filterSubject: "mlmesh.router.serving_plan_changed.>",
+        schema: ServingPlanChangedSchema,
+        deliverFrom: "last_per_subject",
+        handler: async (ev) => {
+          const m = ev.message;
+          // A new replica may see an endpoint's plan before the endpoint itself (two
+          // consumers): retry a few times rather than drop the newest plan.
+          if (!store.get(m.endpoint) && ev.redeliveries < 5) throw new Error(`endpoint ${m.endpoint} not replicated yet`);
+          // Our own changes carry a revision we already hold; another replica's newer one is applied.
+          if (m.plan && store.applyReplicatedPlan(m.endpoint, m.plan, Number(m.revision), m.rolloutId)) {
+            refreshLive({ store, live }, m.endpoint);
+            warmPlan(m.endpoint);
+            logger.info({ endpoint: m.endpoint, revision: Number(m.revision) }, "router: applied a serving plan from another replica");
+          }
+        },
+      }),
     );
+    // Stream scoring starts last: every endpoint it scores is in memory by now.
+    scoring = new StreamScoring({ bus: rt.bus, server, logger, metrics: createStreamScoringMetrics(metrics.rpc.registry), endpoints: cfg.streamEndpoints, ackWaitMs: cfg.streamAckWaitMs });
+    await scoring.start();
+    await sharedWindows.start();
+    const streams = scoring;
     const exp = exposures;
     return await hostService(rt, {
       name: "router",
@@ -168,6 +191,9 @@ export async function startRouter(rt: Runtime): Promise<ServiceHandle> {
       metrics: metrics.rpc,
       services: [serviceRegistration(RouterService, impl, "")],
       close: async () => {
+        // Stop taking inputs first; one being scored finishes (and is acked) before the stop resolves.
+        await streams.stop();
+        await sharedWindows.stop();
         ctl.stop();
         cache.stop();
         for (const s of subscriptions) await s.stop();
@@ -177,6 +203,8 @@ export async function startRouter(rt: Runtime): Promise<ServiceHandle> {
       },
     });
   } catch (err) {
+    await scoring?.stop().catch(() => undefined);
+    await shared?.stop().catch(() => undefined);
     controller?.stop();
     refs?.stop();
     await exposures?.stop().catch(() => undefined);

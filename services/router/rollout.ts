@@ -117,6 +117,14 @@ export function normaliseRolloutSpec(input: RolloutSpec | undefined, minInterval
   return s;
 }
 
+/** One role's counts and samples as another replica reports them. */
+export interface RoleSample {
+  readonly requests: number;
+  readonly errors: number;
+  readonly latenciesMs: readonly number[];
+  readonly scores: readonly number[];
+}
+
 export class RolloutController {
   private readonly windows = new Map<string, RolloutWindow>();
   /** endpoint -> active rollout (id, model, canary and production versions) for observe(). */
@@ -193,6 +201,20 @@ export class RolloutController {
     if (!w) return;
     if (role === ServedBy.CANARY && version === a.canary) w.canary.record(latencyMs, error, score);
     else if (role === ServedBy.PRODUCTION) w.production.record(latencyMs, error, score);
+  }
+
+  /** True when this replica runs the controller of `rolloutId` (its window is the one gates read). */
+  owns(endpoint: string, rolloutId: string): boolean {
+    return this.active.get(endpoint)?.id === rolloutId;
+  }
+
+  /** Another replica's observations of a rollout this replica controls, merged into the interval. */
+  mergeObservations(rolloutId: string, canary: RoleSample | undefined, production: RoleSample | undefined): boolean {
+    const w = this.windows.get(rolloutId);
+    if (!w) return false;
+    if (canary) w.canary.absorb(canary.requests, canary.errors, canary.latenciesMs, canary.scores);
+    if (production) w.production.absorb(production.requests, production.errors, production.latenciesMs, production.scores);
+    return true;
   }
 
   /** A DriftAlert from inference (NATS). */

@@ -9,7 +9,6 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SpanStatusCode, trace } from "@opentelemetry/api";
-import { FeatureStatus } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
 import type { FeatureService } from "../../gen/mlmesh/features/v1/features_service_pb.js";
 import { RowSchema, type Row, type RowOutput } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
 import type { InferenceService, ScoreResponse } from "../../gen/mlmesh/inference/v1/inference_service_pb.js";
@@ -43,6 +42,7 @@ import { DeadlineExceededError, NotFoundError, PreconditionError, UnavailableErr
 import type { Logger } from "../../lib/logger.js";
 import { getTracer, remainingMs } from "../../lib/telemetry.js";
 import { planBudget, type BudgetPlan, type Step } from "./budget.js";
+import { featureGrid, type FeatureGrid } from "./columns.js";
 import { applyBoosts, applyExclusions, applyFilters, candidateKeyValue, parseIdList, pickTop, ruleRefs, type Excluded, type Lookup, type Scored } from "./candidates.js";
 import type { ExperimentCache, ExposureBuffer } from "./experiments.js";
 import type { RouterMetrics } from "./metrics.js";
@@ -56,6 +56,8 @@ export interface LiveEndpoint {
   readonly spec: Endpoint;
   readonly plan: ServingPlan;
   readonly planRevision: number;
+  /** The rollout driving the plan ("" when none): replicas report its traffic to its controller. */
+  readonly activeRolloutId?: string;
 }
 
 /** One request's outcome for a version, fed to the rollout controller's interval window. */
@@ -112,6 +114,7 @@ class RequestClock {
     const t = performance.now();
     return tracer().startActiveSpan(`router.${step}`, async (span) => {
       span.setAttribute("mlmesh.router.step_budget_ms", slice);
+      span.setAttribute("mlmesh.router.time_left_ms", this.left());
       let exceeded = false;
       try {
         return await fn(Math.max(1, Math.floor(slice)));
@@ -136,6 +139,32 @@ class RequestClock {
       steps: this.steps.map((s) => create(StepTimingSchema, { step: STEP_ENUM[s.step], elapsed: durationFromMs(s.elapsed), budget: durationFromMs(s.budget), budgetExceeded: s.exceeded })),
     });
   }
+}
+
+/**
+ * The request's own span (the RPC SERVER span) carries what an engineer filters on in
+ * Jaeger: endpoint, the version that answered, arm, role, budget and what was left of it.
+ */
+function annotateRequest(endpoint: string, clock: RequestClock, decision: RouteDecision): void {
+  const span = trace.getActiveSpan();
+  if (!span?.isRecording()) return;
+  span.setAttributes({
+    "mlmesh.endpoint": endpoint,
+    "mlmesh.router.budget_ms": clock.budget.effectiveMs,
+    "mlmesh.router.arm": decision.arm,
+    "mlmesh.router.served_by": roleLabel(decision.role),
+  });
+}
+
+function annotateAnswer(clock: RequestClock, model: string, version: bigint, servedBy: ServedBy): void {
+  const span = trace.getActiveSpan();
+  if (!span?.isRecording()) return;
+  span.setAttributes({
+    "mlmesh.model": model,
+    "mlmesh.model.version": Number(version),
+    "mlmesh.router.served_by": roleLabel(servedBy),
+    "mlmesh.router.time_left_ms": clock.left(),
+  });
 }
 
 function isDeadline(err: unknown): boolean {
@@ -260,11 +289,11 @@ export class Server {
     const defaults = spec.fallbacks?.defaultFeatureValues ?? {};
     const fallbacks: FallbackApplied[] = [];
     let resRefs = refs ?? [];
-    let rawRows: Array<Array<{ status: FeatureStatus; value?: Value }>> | undefined;
+    let grid: FeatureGrid | undefined;
     try {
-      const res = await this.d.features.getOnlineFeatures({ entities, refs: refs ?? [], featureSet, requestData: context }, { timeoutMs });
+      const res = await this.d.features.getOnlineFeatures({ entities, refs: refs ?? [], featureSet, requestData: context, columnar: true }, { timeoutMs });
       resRefs = res.refs;
-      rawRows = res.rows.map((r) => r.values);
+      grid = featureGrid(res, entities.length);
     } catch (err) {
       const missing = resRefs.filter((r) => defaults[r] === undefined);
       if (resRefs.length === 0 || missing.length > 0) {
@@ -285,12 +314,12 @@ export class Server {
       resRefs.forEach((ref, j) => {
         const over = overrides?.(i, ref) ?? context[ref];
         if (over) return void m.set(ref, over);
-        const fv = rawRows?.[i]?.[j];
-        if (fv && fv.status === FeatureStatus.PRESENT && fv.value?.kind.case !== undefined) return void m.set(ref, fv.value!);
+        const fv = grid?.value(i, j);
+        if (fv) return void m.set(ref, fv);
         const dv = defaults[ref];
         if (dv) {
           m.set(ref, dv);
-          if (rawRows) missingDefaults.add(ref);
+          if (grid) missingDefaults.add(ref);
         } else noDefault.add(ref);
       });
       rows.push(m);
@@ -347,6 +376,7 @@ export class Server {
     const traceId = trace.getActiveSpan()?.spanContext().traceId ?? "";
     const unit = unitOf(ep.plan, spec, req.unitId, key, req.context);
     const decision = await clock.run("assignment", () => this.planFor(ep, unit, req.context));
+    annotateRequest(spec.name, clock, decision);
     if (decision.exposure) this.d.exposures.add(decision.exposure, `router/${spec.name}`);
     let version = 0n;
     let targetFailed = false;
@@ -408,6 +438,7 @@ export class Server {
         });
       });
       if (req.includeTimings) resp.timings = clock.timings();
+      annotateAnswer(clock, resp.model, resp.version, resp.servedBy);
       const ms = performance.now() - clock.t0;
       this.d.observe(spec.name, decision.role, target.version, ms, targetFailed, targetFailed ? undefined : resp.score, unit);
       if (decision.shadows.length > 0) {
@@ -469,6 +500,7 @@ export class Server {
     const traceId = trace.getActiveSpan()?.spanContext().traceId ?? "";
     const unit = unitOf(ep.plan, spec, req.unitId, key, req.context);
     const decision = await clock.run("assignment", () => this.planFor(ep, unit, req.context));
+    annotateRequest(spec.name, clock, decision);
     if (decision.exposure) this.d.exposures.add(decision.exposure, `router/${spec.name}`);
     const rules: RuleSet | undefined = decision.ruleSet ? cs?.ruleSets[decision.ruleSet] : cs?.rules;
     const needs = ruleRefs(rules);
@@ -493,18 +525,19 @@ export class Server {
           if (listRef) {
             const k = listRef.fixedKey ?? key;
             reads.push(
-              this.d.features.getOnlineFeatures({ entities: [k], refs: [listRef.featureRef] }, { timeoutMs }).then((r) => {
-                const v = r.rows[0]?.values[0];
-                if (v?.status === FeatureStatus.PRESENT && v.value) userValues.set(listRef.featureRef, v.value);
+              this.d.features.getOnlineFeatures({ entities: [k], refs: [listRef.featureRef], columnar: true }, { timeoutMs }).then((r) => {
+                const v = featureGrid(r, 1).value(0, 0);
+                if (v) userValues.set(listRef.featureRef, v);
               }),
             );
           }
           if (userRefs.length) {
             reads.push(
-              this.d.features.getOnlineFeatures({ entities: [key], refs: userRefs }, { timeoutMs }).then((r) => {
+              this.d.features.getOnlineFeatures({ entities: [key], refs: userRefs, columnar: true }, { timeoutMs }).then((r) => {
+                const g = featureGrid(r, 1);
                 userRefs.forEach((ref, j) => {
-                  const v = r.rows[0]?.values[j];
-                  if (v?.status === FeatureStatus.PRESENT && v.value) userValues.set(ref, v.value);
+                  const v = g.value(0, j);
+                  if (v) userValues.set(ref, v);
                 });
               }),
             );
@@ -583,6 +616,7 @@ export class Server {
         traceId,
         timings: req.includeTimings ? clock.timings() : undefined,
       });
+      annotateAnswer(clock, resp.model, resp.version, resp.servedBy);
       const ms = performance.now() - t0;
       this.d.observe(spec.name, decision.role, target.version, ms, scoredRes?.targetFailed ?? false, items[0]?.modelScore, unit);
       this.d.metrics.requests.inc({ endpoint: spec.name, method: "Rank", served_by: roleLabel(resp.servedBy), outcome: resp.degraded ? "degraded" : "ok" });

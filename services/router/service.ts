@@ -47,7 +47,7 @@ export interface RouterServiceDeps {
 export function refreshLive(d: Pick<RouterServiceDeps, "store" | "live">, name: string): void {
   const r = d.store.get(name);
   if (!r) d.live.delete(name);
-  else d.live.set(name, { spec: r.spec, plan: r.plan, planRevision: r.planRevision });
+  else d.live.set(name, { spec: r.spec, plan: r.plan, planRevision: r.planRevision, activeRolloutId: r.activeRolloutId });
 }
 
 /** Resolve every ref of a plan (FAILED_PRECONDITION when one does not) and keep them loaded. */

@@ -14,6 +14,22 @@ export class VersionWindow {
   readonly scores: number[] = [];
   private seen = 0;
 
+  /**
+   * Counts and samples another replica observed in this interval. Its samples go in as if
+   * recorded here (through the same reservoir), its counts are added exactly.
+   */
+  absorb(requests: number, errors: number, latenciesMs: readonly number[], scores: readonly number[]): void {
+    // Latencies and scores are separate samples (failed requests have no score).
+    for (const l of latenciesMs) this.record(l, false, undefined);
+    for (const x of scores) {
+      if (this.scores.length < RESERVOIR) this.scores.push(x);
+      else this.scores[Math.floor(Math.random() * RESERVOIR)] = x;
+    }
+    // record() counted the samples as requests without errors; the report's counts are exact.
+    this.requests += requests - latenciesMs.length;
+    this.errors += errors;
+  }
+
   record(latencyMs: number, error: boolean, score: number | undefined): void {
     this.requests++;
     if (error) this.errors++;

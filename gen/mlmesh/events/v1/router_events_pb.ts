@@ -15,18 +15,20 @@
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp, file_google_protobuf_wrappers } from "@bufbuild/protobuf/wkt";
 import type { EventMeta } from "./envelope_pb.js";
 import { file_mlmesh_events_v1_envelope } from "./envelope_pb.js";
-import type { Endpoint, GateResult, Rollout, RolloutState, ServingPlan } from "../../router/v1/router_resources_pb.js";
+import type { Endpoint, GateResult, Rollout, RolloutState, ServedBy, ServingPlan } from "../../router/v1/router_resources_pb.js";
 import { file_mlmesh_router_v1_router_resources } from "../../router/v1/router_resources_pb.js";
+import type { EntityKey, Value } from "../../types/v1/types_pb.js";
+import { file_mlmesh_types_v1_types } from "../../types/v1/types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file mlmesh/events/v1/router_events.proto.
  */
 export const file_mlmesh_events_v1_router_events: GenFile = /*@__PURE__*/
-  fileDesc("CiRtbG1lc2gvZXZlbnRzL3YxL3JvdXRlcl9ldmVudHMucHJvdG8SEG1sbWVzaC5ldmVudHMudjEiiwEKD0VuZHBvaW50QXBwbGllZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESLAoIZW5kcG9pbnQYAiABKAsyGi5tbG1lc2gucm91dGVyLnYxLkVuZHBvaW50Eg8KB2NyZWF0ZWQYAyABKAgSDgoGcmVhc29uGAQgASgJIo4BCg9FbmRwb2ludERlbGV0ZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGVuZHBvaW50GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMSDgoGcmVhc29uGAQgASgJEhoKEmFib3J0ZWRfcm9sbG91dF9pZBgFIAEoCSK+AgoSU2VydmluZ1BsYW5DaGFuZ2VkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIQCghlbmRwb2ludBgCIAEoCRIrCgRwbGFuGAMgASgLMh0ubWxtZXNoLnJvdXRlci52MS5TZXJ2aW5nUGxhbhIQCghyZXZpc2lvbhgEIAEoAxI0Cg1wcmV2aW91c19wbGFuGAUgASgLMh0ubWxtZXNoLnJvdXRlci52MS5TZXJ2aW5nUGxhbhIZChFwcmV2aW91c19yZXZpc2lvbhgGIAEoAxI3CgVjYXVzZRgHIAEoDjIoLm1sbWVzaC5ldmVudHMudjEuU2VydmluZ1BsYW5DaGFuZ2VDYXVzZRISCgpyb2xsb3V0X2lkGAggASgJEg4KBnJlYXNvbhgJIAEoCSJ3Cg5Sb2xsb3V0U3RhcnRlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESKgoHcm9sbG91dBgCIAEoCzIZLm1sbWVzaC5yb3V0ZXIudjEuUm9sbG91dBIOCgZyZWFzb24YAyABKAkikQIKElJvbGxvdXRTdGVwQ2hhbmdlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcm9sbG91dF9pZBgDIAEoCRINCgVtb2RlbBgEIAEoCRIWCg5jYW5hcnlfdmVyc2lvbhgFIAEoAxIXCg9mcm9tX3N0ZXBfaW5kZXgYBiABKAUSFQoNdG9fc3RlcF9pbmRleBgHIAEoBRITCgtmcm9tX3dlaWdodBgIIAEoARIRCgl0b193ZWlnaHQYCSABKAESKwoFZ2F0ZXMYCiADKAsyHC5tbG1lc2gucm91dGVyLnYxLkdhdGVSZXN1bHQi4QEKC1JvbGxvdXRIZWxkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIQCghlbmRwb2ludBgCIAEoCRISCgpyb2xsb3V0X2lkGAMgASgJEhIKCnN0ZXBfaW5kZXgYBCABKAUSDgoGd2VpZ2h0GAUgASgBEiAKGGNvbnNlY3V0aXZlX2luY29uY2x1c2l2ZRgGIAEoBRIrCgVnYXRlcxgHIAMoCzIcLm1sbWVzaC5yb3V0ZXIudjEuR2F0ZVJlc3VsdBIOCgZyZWFzb24YCCABKAkilAEKDVJvbGxvdXRQYXVzZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGVuZHBvaW50GAIgASgJEhIKCnJvbGxvdXRfaWQYAyABKAkSEgoKc3RlcF9pbmRleBgEIAEoBRIOCgZ3ZWlnaHQYBSABKAESDgoGcmVhc29uGAYgASgJIpUBCg5Sb2xsb3V0UmVzdW1lZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcm9sbG91dF9pZBgDIAEoCRISCgpzdGVwX2luZGV4GAQgASgFEg4KBndlaWdodBgFIAEoARIOCgZyZWFzb24YBiABKAki6QEKD1JvbGxvdXRQcm9tb3RlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcm9sbG91dF9pZBgDIAEoCRINCgVtb2RlbBgEIAEoCRIPCgd2ZXJzaW9uGAUgASgDEhgKEHByZXZpb3VzX3ZlcnNpb24YBiABKAMSDgoGbWFudWFsGAcgASgIEg4KBnJlYXNvbhgIIAEoCRIrCgVnYXRlcxgJIAMoCzIcLm1sbWVzaC5yb3V0ZXIudjEuR2F0ZVJlc3VsdCK6AwoRUm9sbG91dFJvbGxlZEJhY2sSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGVuZHBvaW50GAIgASgJEhIKCnJvbGxvdXRfaWQYAyABKAkSDQoFbW9kZWwYBCABKAkSFgoOY2FuYXJ5X3ZlcnNpb24YBSABKAMSGgoScHJvZHVjdGlvbl92ZXJzaW9uGAYgASgDEhIKCnN0ZXBfaW5kZXgYByABKAUSFQoNd2VpZ2h0X2JlZm9yZRgIIAEoARI0CgxzdGF0ZV9iZWZvcmUYCSABKA4yHi5tbG1lc2gucm91dGVyLnYxLlJvbGxvdXRTdGF0ZRIOCgZtYW51YWwYCiABKAgSMgoMZmFpbGVkX2dhdGVzGAsgAygLMhwubWxtZXNoLnJvdXRlci52MS5HYXRlUmVzdWx0EisKBWdhdGVzGAwgAygLMhwubWxtZXNoLnJvdXRlci52MS5HYXRlUmVzdWx0Eg4KBnJlYXNvbhgNIAEoCRIvCgt1bmxvYWRfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilQEKDlJvbGxvdXRBYm9ydGVkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIQCghlbmRwb2ludBgCIAEoCRISCgpyb2xsb3V0X2lkGAMgASgJEhIKCnN0ZXBfaW5kZXgYBCABKAUSDgoGd2VpZ2h0GAUgASgBEg4KBnJlYXNvbhgGIAEoCSq0AwoWU2VydmluZ1BsYW5DaGFuZ2VDYXVzZRIpCiVTRVJWSU5HX1BMQU5fQ0hBTkdFX0NBVVNFX1VOU1BFQ0lGSUVEEAASLgoqU0VSVklOR19QTEFOX0NIQU5HRV9DQVVTRV9FTkRQT0lOVF9BUFBMSUVEEAESIQodU0VSVklOR19QTEFOX0NIQU5HRV9DQVVTRV9TRVQQAhIvCitTRVJWSU5HX1BMQU5fQ0hBTkdFX0NBVVNFX0JMVUVfR1JFRU5fU1dJVENIEAMSLQopU0VSVklOR19QTEFOX0NIQU5HRV9DQVVTRV9ST0xMT1VUX1NUQVJURUQQBBIqCiZTRVJWSU5HX1BMQU5fQ0hBTkdFX0NBVVNFX1JPTExPVVRfU1RFUBAFEi4KKlNFUlZJTkdfUExBTl9DSEFOR0VfQ0FVU0VfUk9MTE9VVF9QUk9NT1RFRBAGEjEKLVNFUlZJTkdfUExBTl9DSEFOR0VfQ0FVU0VfUk9MTE9VVF9ST0xMRURfQkFDSxAHEi0KKVNFUlZJTkdfUExBTl9DSEFOR0VfQ0FVU0VfUk9MTE9VVF9BQk9SVEVEEAhiBnByb3RvMw", [file_google_protobuf_timestamp, file_mlmesh_events_v1_envelope, file_mlmesh_router_v1_router_resources]);
+  fileDesc("CiRtbG1lc2gvZXZlbnRzL3YxL3JvdXRlcl9ldmVudHMucHJvdG8SEG1sbWVzaC5ldmVudHMudjEiiwEKD0VuZHBvaW50QXBwbGllZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESLAoIZW5kcG9pbnQYAiABKAsyGi5tbG1lc2gucm91dGVyLnYxLkVuZHBvaW50Eg8KB2NyZWF0ZWQYAyABKAgSDgoGcmVhc29uGAQgASgJIo4BCg9FbmRwb2ludERlbGV0ZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGVuZHBvaW50GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMSDgoGcmVhc29uGAQgASgJEhoKEmFib3J0ZWRfcm9sbG91dF9pZBgFIAEoCSK+AgoSU2VydmluZ1BsYW5DaGFuZ2VkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIQCghlbmRwb2ludBgCIAEoCRIrCgRwbGFuGAMgASgLMh0ubWxtZXNoLnJvdXRlci52MS5TZXJ2aW5nUGxhbhIQCghyZXZpc2lvbhgEIAEoAxI0Cg1wcmV2aW91c19wbGFuGAUgASgLMh0ubWxtZXNoLnJvdXRlci52MS5TZXJ2aW5nUGxhbhIZChFwcmV2aW91c19yZXZpc2lvbhgGIAEoAxI3CgVjYXVzZRgHIAEoDjIoLm1sbWVzaC5ldmVudHMudjEuU2VydmluZ1BsYW5DaGFuZ2VDYXVzZRISCgpyb2xsb3V0X2lkGAggASgJEg4KBnJlYXNvbhgJIAEoCSJ3Cg5Sb2xsb3V0U3RhcnRlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESKgoHcm9sbG91dBgCIAEoCzIZLm1sbWVzaC5yb3V0ZXIudjEuUm9sbG91dBIOCgZyZWFzb24YAyABKAkikQIKElJvbGxvdXRTdGVwQ2hhbmdlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcm9sbG91dF9pZBgDIAEoCRINCgVtb2RlbBgEIAEoCRIWCg5jYW5hcnlfdmVyc2lvbhgFIAEoAxIXCg9mcm9tX3N0ZXBfaW5kZXgYBiABKAUSFQoNdG9fc3RlcF9pbmRleBgHIAEoBRITCgtmcm9tX3dlaWdodBgIIAEoARIRCgl0b193ZWlnaHQYCSABKAESKwoFZ2F0ZXMYCiADKAsyHC5tbG1lc2gucm91dGVyLnYxLkdhdGVSZXN1bHQi4QEKC1JvbGxvdXRIZWxkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIQCghlbmRwb2ludBgCIAEoCRISCgpyb2xsb3V0X2lkGAMgASgJEhIKCnN0ZXBfaW5kZXgYBCABKAUSDgoGd2VpZ2h0GAUgASgBEiAKGGNvbnNlY3V0aXZlX2luY29uY2x1c2l2ZRgGIAEoBRIrCgVnYXRlcxgHIAMoCzIcLm1sbWVzaC5yb3V0ZXIudjEuR2F0ZVJlc3VsdBIOCgZyZWFzb24YCCABKAkilAEKDVJvbGxvdXRQYXVzZWQSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGVuZHBvaW50GAIgASgJEhIKCnJvbGxvdXRfaWQYAyABKAkSEgoKc3RlcF9pbmRleBgEIAEoBRIOCgZ3ZWlnaHQYBSABKAESDgoGcmVhc29uGAYgASgJIpUBCg5Sb2xsb3V0UmVzdW1lZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcm9sbG91dF9pZBgDIAEoCRISCgpzdGVwX2luZGV4GAQgASgFEg4KBndlaWdodBgFIAEoARIOCgZyZWFzb24YBiABKAki6QEKD1JvbGxvdXRQcm9tb3RlZBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcm9sbG91dF9pZBgDIAEoCRINCgVtb2RlbBgEIAEoCRIPCgd2ZXJzaW9uGAUgASgDEhgKEHByZXZpb3VzX3ZlcnNpb24YBiABKAMSDgoGbWFudWFsGAcgASgIEg4KBnJlYXNvbhgIIAEoCRIrCgVnYXRlcxgJIAMoCzIcLm1sbWVzaC5yb3V0ZXIudjEuR2F0ZVJlc3VsdCK6AwoRUm9sbG91dFJvbGxlZEJhY2sSKQoEbWV0YRgBIAEoCzIbLm1sbWVzaC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGVuZHBvaW50GAIgASgJEhIKCnJvbGxvdXRfaWQYAyABKAkSDQoFbW9kZWwYBCABKAkSFgoOY2FuYXJ5X3ZlcnNpb24YBSABKAMSGgoScHJvZHVjdGlvbl92ZXJzaW9uGAYgASgDEhIKCnN0ZXBfaW5kZXgYByABKAUSFQoNd2VpZ2h0X2JlZm9yZRgIIAEoARI0CgxzdGF0ZV9iZWZvcmUYCSABKA4yHi5tbG1lc2gucm91dGVyLnYxLlJvbGxvdXRTdGF0ZRIOCgZtYW51YWwYCiABKAgSMgoMZmFpbGVkX2dhdGVzGAsgAygLMhwubWxtZXNoLnJvdXRlci52MS5HYXRlUmVzdWx0EisKBWdhdGVzGAwgAygLMhwubWxtZXNoLnJvdXRlci52MS5HYXRlUmVzdWx0Eg4KBnJlYXNvbhgNIAEoCRIvCgt1bmxvYWRfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilQEKDlJvbGxvdXRBYm9ydGVkEikKBG1ldGEYASABKAsyGy5tbG1lc2guZXZlbnRzLnYxLkV2ZW50TWV0YRIQCghlbmRwb2ludBgCIAEoCRISCgpyb2xsb3V0X2lkGAMgASgJEhIKCnN0ZXBfaW5kZXgYBCABKAUSDgoGd2VpZ2h0GAUgASgBEg4KBnJlYXNvbhgGIAEoCSL1AQoSU3RyZWFtU2NvcmVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSLgoKZW50aXR5X2tleRgCIAEoCzIaLm1sbWVzaC50eXBlcy52MS5FbnRpdHlLZXkSQgoHY29udGV4dBgDIAMoCzIxLm1sbWVzaC5ldmVudHMudjEuU3RyZWFtU2NvcmVSZXF1ZXN0LkNvbnRleHRFbnRyeRIPCgd1bml0X2lkGAQgASgJGkYKDENvbnRleHRFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5tbG1lc2gudHlwZXMudjEuVmFsdWU6AjgBIqIDChFTdHJlYW1TY29yZVJlc3VsdBIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCRIUCgxpbnB1dF9tc2dfaWQYBCABKAkSFgoOaW5wdXRfc2VxdWVuY2UYBSABKAQSDQoFc2NvcmUYBiABKAESEQoJcmF3X3Njb3JlGAcgASgBEiwKCGRlY2lzaW9uGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZRINCgVtb2RlbBgJIAEoCRIPCgd2ZXJzaW9uGAogASgDEhEKCW1vZGVsX3JlZhgLIAEoCRItCglzZXJ2ZWRfYnkYDCABKA4yGi5tbG1lc2gucm91dGVyLnYxLlNlcnZlZEJ5EgsKA2FybRgNIAEoCRIQCghkZWdyYWRlZBgOIAEoCBINCgVlcnJvchgPIAEoCRIuCgppbnB1dF90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLFAgoTUm9sbG91dE9ic2VydmF0aW9ucxIpCgRtZXRhGAEgASgLMhsubWxtZXNoLmV2ZW50cy52MS5FdmVudE1ldGESEAoIZW5kcG9pbnQYAiABKAkSEgoKcm9sbG91dF9pZBgDIAEoCRIPCgdyZXBsaWNhGAQgASgJEjIKBmNhbmFyeRgFIAEoCzIiLm1sbWVzaC5ldmVudHMudjEuUm9sZU9ic2VydmF0aW9ucxI2Cgpwcm9kdWN0aW9uGAYgASgLMiIubWxtZXNoLmV2ZW50cy52MS5Sb2xlT2JzZXJ2YXRpb25zEjAKDHdpbmRvd19zdGFydBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKd2luZG93X2VuZBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWgoQUm9sZU9ic2VydmF0aW9ucxIQCghyZXF1ZXN0cxgBIAEoBBIOCgZlcnJvcnMYAiABKAQSFAoMbGF0ZW5jaWVzX21zGAMgAygBEg4KBnNjb3JlcxgEIAMoASq0AwoWU2VydmluZ1BsYW5DaGFuZ2VDYXVzZRIpCiVTRVJWSU5HX1BMQU5fQ0hBTkdFX0NBVVNFX1VOU1BFQ0lGSUVEEAASLgoqU0VSVklOR19QTEFOX0NIQU5HRV9DQVVTRV9FTkRQT0lOVF9BUFBMSUVEEAESIQodU0VSVklOR19QTEFOX0NIQU5HRV9DQVVTRV9TRVQQAhIvCitTRVJWSU5HX1BMQU5fQ0hBTkdFX0NBVVNFX0JMVUVfR1JFRU5fU1dJVENIEAMSLQopU0VSVklOR19QTEFOX0NIQU5HRV9DQVVTRV9ST0xMT1VUX1NUQVJURUQQBBIqCiZTRVJWSU5HX1BMQU5fQ0hBTkdFX0NBVVNFX1JPTExPVVRfU1RFUBAFEi4KKlNFUlZJTkdfUExBTl9DSEFOR0VfQ0FVU0VfUk9MTE9VVF9QUk9NT1RFRBAGEjEKLVNFUlZJTkdfUExBTl9DSEFOR0VfQ0FVU0VfUk9MTE9VVF9ST0xMRURfQkFDSxAHEi0KKVNFUlZJTkdfUExBTl9DSEFOR0VfQ0FVU0VfUk9MTE9VVF9BQk9SVEVEEAhiBnByb3RvMw", [file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_mlmesh_events_v1_envelope, file_mlmesh_router_v1_router_resources, file_mlmesh_types_v1_types]);
 
 /**
  * An endpoint was created or its spec changed (a no-op apply publishes nothing).
@@ -640,6 +642,251 @@ export type RolloutAborted = Message<"mlmesh.events.v1.RolloutAborted"> & {
  */
 export const RolloutAbortedSchema: GenMessage<RolloutAborted> = /*@__PURE__*/
   messageDesc(file_mlmesh_events_v1_router_events, 10);
+
+/**
+ * Stream scoring input: one event to score through the endpoint's Predict path.
+ * Subject: `mlmesh.router.score_in.<endpoint>`; stream `MLMESH_ROUTER`. Producers should set
+ * a Nats-Msg-Id (JetStream then stores a retried publish once); the result's msg id is
+ * derived from it (or from the stream sequence when absent).
+ *
+ * @generated from message mlmesh.events.v1.StreamScoreRequest
+ */
+export type StreamScoreRequest = Message<"mlmesh.events.v1.StreamScoreRequest"> & {
+  /**
+   * Echoed in the result and passed to Predict (prediction log, traces); set by the producer.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * @generated from field: mlmesh.types.v1.EntityKey entity_key = 2;
+   */
+  entityKey?: EntityKey | undefined;
+
+  /**
+   * @generated from field: map<string, mlmesh.types.v1.Value> context = 3;
+   */
+  context: { [key: string]: Value };
+
+  /**
+   * Hashing unit for sticky plans; default as Predict.
+   *
+   * @generated from field: string unit_id = 4;
+   */
+  unitId: string;
+};
+
+/**
+ * Describes the message mlmesh.events.v1.StreamScoreRequest.
+ * Use `create(StreamScoreRequestSchema)` to create a new message.
+ */
+export const StreamScoreRequestSchema: GenMessage<StreamScoreRequest> = /*@__PURE__*/
+  messageDesc(file_mlmesh_events_v1_router_events, 11);
+
+/**
+ * Stream scoring output, published before the input is acknowledged, with Nats-Msg-Id
+ * `score:<endpoint>:<input msg id or s<sequence>>`: a router that dies between the two
+ * re-scores the redelivered input and JetStream drops the second result within its dedup
+ * window, so each input has exactly one result.
+ * Subject: `mlmesh.router.score_out.<endpoint>`; stream `MLMESH_ROUTER`.
+ *
+ * @generated from message mlmesh.events.v1.StreamScoreResult
+ */
+export type StreamScoreResult = Message<"mlmesh.events.v1.StreamScoreResult"> & {
+  /**
+   * @generated from field: mlmesh.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * @generated from field: string endpoint = 2;
+   */
+  endpoint: string;
+
+  /**
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
+
+  /**
+   * The input's Nats-Msg-Id ("" when it had none) and stream sequence.
+   *
+   * @generated from field: string input_msg_id = 4;
+   */
+  inputMsgId: string;
+
+  /**
+   * @generated from field: uint64 input_sequence = 5;
+   */
+  inputSequence: bigint;
+
+  /**
+   * @generated from field: double score = 6;
+   */
+  score: number;
+
+  /**
+   * @generated from field: double raw_score = 7;
+   */
+  rawScore: number;
+
+  /**
+   * Set when the endpoint has a threshold.
+   *
+   * @generated from field: google.protobuf.BoolValue decision = 8;
+   */
+  decision?: boolean | undefined;
+
+  /**
+   * @generated from field: string model = 9;
+   */
+  model: string;
+
+  /**
+   * @generated from field: int64 version = 10;
+   */
+  version: bigint;
+
+  /**
+   * @generated from field: string model_ref = 11;
+   */
+  modelRef: string;
+
+  /**
+   * @generated from field: mlmesh.router.v1.ServedBy served_by = 12;
+   */
+  servedBy: ServedBy;
+
+  /**
+   * @generated from field: string arm = 13;
+   */
+  arm: string;
+
+  /**
+   * @generated from field: bool degraded = 14;
+   */
+  degraded: boolean;
+
+  /**
+   * Set (and no score) when the input itself is invalid: it will never score, so the
+   * result says why instead of the input being retried forever.
+   *
+   * @generated from field: string error = 15;
+   */
+  error: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp input_time = 16;
+   */
+  inputTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mlmesh.events.v1.StreamScoreResult.
+ * Use `create(StreamScoreResultSchema)` to create a new message.
+ */
+export const StreamScoreResultSchema: GenMessage<StreamScoreResult> = /*@__PURE__*/
+  messageDesc(file_mlmesh_events_v1_router_events, 12);
+
+/**
+ * What one router replica observed of a rollout's canary and production traffic since its
+ * last report, published every few hundred ms by replicas that do not run the rollout's
+ * controller, so the controller's interval window covers all traffic. Latencies and scores
+ * are the samples themselves (bounded per report): the gates' P99 (nearest rank) and score
+ * PSI (on production's quantile bins) need samples, not pre-binned counts.
+ * Subject: `mlmesh.router.rollout_observations.<endpoint>`; stream `MLMESH_ROUTER`.
+ *
+ * @generated from message mlmesh.events.v1.RolloutObservations
+ */
+export type RolloutObservations = Message<"mlmesh.events.v1.RolloutObservations"> & {
+  /**
+   * @generated from field: mlmesh.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * @generated from field: string endpoint = 2;
+   */
+  endpoint: string;
+
+  /**
+   * @generated from field: string rollout_id = 3;
+   */
+  rolloutId: string;
+
+  /**
+   * The publishing replica, so the controller's replica skips its own reports.
+   *
+   * @generated from field: string replica = 4;
+   */
+  replica: string;
+
+  /**
+   * @generated from field: mlmesh.events.v1.RoleObservations canary = 5;
+   */
+  canary?: RoleObservations | undefined;
+
+  /**
+   * @generated from field: mlmesh.events.v1.RoleObservations production = 6;
+   */
+  production?: RoleObservations | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp window_start = 7;
+   */
+  windowStart?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp window_end = 8;
+   */
+  windowEnd?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mlmesh.events.v1.RolloutObservations.
+ * Use `create(RolloutObservationsSchema)` to create a new message.
+ */
+export const RolloutObservationsSchema: GenMessage<RolloutObservations> = /*@__PURE__*/
+  messageDesc(file_mlmesh_events_v1_router_events, 13);
+
+/**
+ * One role's share of a RolloutObservations report.
+ *
+ * @generated from message mlmesh.events.v1.RoleObservations
+ */
+export type RoleObservations = Message<"mlmesh.events.v1.RoleObservations"> & {
+  /**
+   * Every request seen (errors included), even beyond the samples.
+   *
+   * @generated from field: uint64 requests = 1;
+   */
+  requests: bigint;
+
+  /**
+   * @generated from field: uint64 errors = 2;
+   */
+  errors: bigint;
+
+  /**
+   * A uniform sample of the requests' latencies and of their scores.
+   *
+   * @generated from field: repeated double latencies_ms = 3;
+   */
+  latenciesMs: number[];
+
+  /**
+   * @generated from field: repeated double scores = 4;
+   */
+  scores: number[];
+};
+
+/**
+ * Describes the message mlmesh.events.v1.RoleObservations.
+ * Use `create(RoleObservationsSchema)` to create a new message.
+ */
+export const RoleObservationsSchema: GenMessage<RoleObservations> = /*@__PURE__*/
+  messageDesc(file_mlmesh_events_v1_router_events, 14);
 
 /**
  * What changed a serving plan.

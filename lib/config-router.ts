@@ -18,7 +18,7 @@ export interface RouterConfig {
   readonly refRefreshMs: number;
   /** Exposures are sent to experiments in batches at most this far apart. */
   readonly exposureFlushMs: number;
-  /** Endpoints whose `mlmesh.router.score_in.<endpoint>` events this router scores (`*`: all). */
+  /** Endpoints whose `mlmesh.scoring.in.<endpoint>` events this router scores (`*`: all). */
   readonly streamEndpoints: readonly string[];
   /** Redelivery delay of a stream scoring input whose result was not acked (a crashed replica). */
   readonly streamAckWaitMs: number;
@@ -47,6 +47,6 @@ export const ROUTER_CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: str
   { name: "MLMESH_ROUTER_SHADOW_TIMEOUT", default: "1s", meaning: "deadline of one shadow scoring (the caller never waits on it)" },
   { name: "MLMESH_ROUTER_REF_REFRESH", default: "30s", meaning: "re-resolve cached model refs this often, besides alias events" },
   { name: "MLMESH_ROUTER_EXPOSURE_FLUSH", default: "1s", meaning: "longest delay before buffered experiment exposures are published" },
-  { name: "MLMESH_ROUTER_STREAM_ENDPOINTS", default: "(none)", meaning: "comma-separated endpoints (or *) scored from mlmesh.router.score_in.<endpoint> to score_out" },
+  { name: "MLMESH_ROUTER_STREAM_ENDPOINTS", default: "(none)", meaning: "comma-separated endpoints (or *) scored from mlmesh.scoring.in.<endpoint> to mlmesh.scoring.out.<endpoint>" },
   { name: "MLMESH_ROUTER_STREAM_ACK_WAIT", default: "30s", meaning: "redelivery delay of a stream scoring input left unacked (1s..60s, under the 2 min dedup window)" },
 ];

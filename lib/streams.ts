@@ -13,3 +13,9 @@ export const STREAMS: Readonly<Record<ServiceName, StreamSpec>> = {
   router: { name: "MLMESH_ROUTER", subjects: ["mlmesh.router.>"] },
   experiments: { name: "MLMESH_EXPERIMENTS", subjects: ["mlmesh.experiments.>"] },
 };
+
+/**
+ * Stream scoring's inputs and results (router): data, not state, so apart from the router's
+ * replication stream (which keeps every endpoint and plan) and kept for a week.
+ */
+export const SCORING_STREAM: StreamSpec = { name: "MLMESH_SCORING", subjects: ["mlmesh.scoring.>"], maxAgeMs: 7 * 24 * 3600 * 1000 };

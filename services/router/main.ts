@@ -19,7 +19,7 @@ import { Outbox } from "../../lib/outbox.js";
 import type { Runtime, ServiceHandle } from "../../lib/runtime.js";
 import { serviceRegistration } from "../../lib/server.js";
 import { hostService } from "../../lib/service-host.js";
-import { STREAMS } from "../../lib/streams.js";
+import { SCORING_STREAM, STREAMS } from "../../lib/streams.js";
 import { ExperimentCache, ExposureBuffer } from "./experiments.js";
 import { createRouterMetrics } from "./metrics.js";
 import { RefCache } from "./refs.js";
@@ -39,7 +39,7 @@ export async function startRouter(rt: Runtime): Promise<ServiceHandle> {
   const logger = rt.logger.child({ component: "router" });
   const cfg = rt.config.router;
   const clock = Date.now;
-  for (const s of [STREAMS.router, STREAMS.registry, STREAMS.inference, STREAMS.experiments]) await rt.bus.ensureStream(s);
+  for (const s of [STREAMS.router, STREAMS.registry, STREAMS.inference, STREAMS.experiments, SCORING_STREAM]) await rt.bus.ensureStream(s);
   const handle = openSqlite({ dataDir: rt.config.dataDir, file: "router.db", schema, migrationsFolder: MIGRATIONS });
   const subscriptions: Subscription[] = [];
   // Each data directory is one replica: its own durable consumers, resumed after a restart.

@@ -11,6 +11,7 @@ import { ServingPlanChangeCause } from "../../gen/mlmesh/events/v1/router_events
 import type { FeatureService } from "../../gen/mlmesh/features/v1/features_service_pb.js";
 import {
   BlueGreenColor,
+  RolloutState,
   ServedBy,
   ServingPlanSchema,
   ShadowStatsSchema,
@@ -226,7 +227,12 @@ export function createRouterService(d: RouterServiceDeps): Partial<ServiceImpl<t
       return { rollout: controller.rollback(req.endpoint, req.rolloutId, reasonOf(req.reason), principalOf(ctx)) };
     },
     listRollouts(req) {
-      return store.listRollouts({ endpoint: req.endpoint, states: req.states, pageSize: req.pageSize, pageToken: req.pageToken });
+      // A filter names each state at most once; a huge repeated field must not reach SQL.
+      const states = [...new Set(req.states)];
+      states.forEach((s, i) => {
+        if (!(s in RolloutState) || s === RolloutState.UNSPECIFIED) throw new ValidationError(`states[${i}]`, `unknown rollout state ${s}`);
+      });
+      return store.listRollouts({ endpoint: req.endpoint, states, pageSize: req.pageSize, pageToken: req.pageToken });
     },
 
     getShadowStats(req) {

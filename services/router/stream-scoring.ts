@@ -1,7 +1,7 @@
 // Stream scoring (issue #10): a durable JetStream consumer per enabled endpoint reads
-// StreamScoreRequest events from `mlmesh.router.score_in.<endpoint>`, scores each through
+// StreamScoreRequest events from `mlmesh.scoring.in.<endpoint>`, scores each through
 // the same Predict path as the RPC, and publishes a StreamScoreResult on
-// `mlmesh.router.score_out.<endpoint>`. The input is acked only once JetStream has acked
+// `mlmesh.scoring.out.<endpoint>`. The input is acked only once JetStream has acked
 // the result, and the result's msg id is derived from the input, so a router that dies
 // between the two re-scores the redelivered input and JetStream stores the second result as
 // a duplicate (within the stream's dedup window, 2 min by default): no result lost, none
@@ -17,11 +17,11 @@ import { ValidationError } from "../../lib/errors.js";
 import type { DeliveredEvent, EventBus, Subscription } from "../../lib/events.js";
 import type { Logger } from "../../lib/logger.js";
 import { LATENCY_BUCKETS_SECONDS } from "../../lib/metrics.js";
-import { STREAMS } from "../../lib/streams.js";
+import { SCORING_STREAM } from "../../lib/streams.js";
 import type { Server } from "./serve.js";
 
-export const SCORE_IN = "mlmesh.router.score_in";
-export const SCORE_OUT = "mlmesh.router.score_out";
+export const SCORE_IN = "mlmesh.scoring.in";
+export const SCORE_OUT = "mlmesh.scoring.out";
 
 export interface StreamScoringMetrics {
   readonly scored: Counter<"endpoint" | "outcome">;
@@ -73,7 +73,7 @@ export class StreamScoring {
       const all = ep === "*";
       this.subs.push(
         await this.o.bus.subscribe({
-          stream: STREAMS.router.name,
+          stream: SCORING_STREAM.name,
           durable: all ? "router-score-all" : `router-score-${ep}`,
           filterSubject: `${SCORE_IN}.${all ? "*" : ep}`,
           schema: StreamScoreRequestSchema,

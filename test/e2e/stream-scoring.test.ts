@@ -1,5 +1,5 @@
 // Stream scoring (issue #10) through real processes on a private NATS: events published on
-// `mlmesh.router.score_in.<endpoint>` come out on `score_out.<endpoint>` scored by the same
+// `mlmesh.scoring.in.<endpoint>` come out on `mlmesh.scoring.out.<endpoint>` scored by the same
 // Predict path (numpy's numbers for lr_v1), one result per input; a router SIGKILLed in the
 // middle of the stream and restarted still leaves exactly one result per input (counted by
 // msg id and by stored message), none lost — results are published before inputs are acked
@@ -33,8 +33,8 @@ const i64 = (x: number) => ({ kind: { case: "int64Value" as const, value: BigInt
 
 /** Every result stored on the endpoint's output subject, with its msg id. */
 async function results(nc: NatsConnection, endpoint: string): Promise<Array<{ msgId: string; result: StreamScoreResult }>> {
-  const subject = `mlmesh.router.score_out.${endpoint}`;
-  const consumer = await nc.jetstream().consumers.get("MLMESH_ROUTER", { filterSubjects: subject });
+  const subject = `mlmesh.scoring.out.${endpoint}`;
+  const consumer = await nc.jetstream().consumers.get("MLMESH_SCORING", { filterSubjects: subject });
   const out: Array<{ msgId: string; result: StreamScoreResult }> = [];
   for (;;) {
     let got = 0;
@@ -72,7 +72,7 @@ describe("stream scoring: score_in → Predict → score_out, exactly once per i
     for (let i = 0; i < n; i++) {
       const account = (i % V1.inputs.length) + 1;
       const req = create(StreamScoreRequestSchema, { requestId: `${tag}-${i}`, entityKey: { keys: { account_id: i64(account) } } });
-      await js.publish(`mlmesh.router.score_in.${endpoint}`, toBinary(StreamScoreRequestSchema, req), { msgID: `${tag}-${i}` });
+      await js.publish(`mlmesh.scoring.in.${endpoint}`, toBinary(StreamScoreRequestSchema, req), { msgID: `${tag}-${i}` });
     }
   };
   const expectedScore = (requestId: string) => V1.scores[Number(requestId.split("-").at(-1)) % V1.inputs.length]!;
@@ -114,7 +114,7 @@ describe("stream scoring: score_in → Predict → score_out, exactly once per i
     await sleep(0);
     await publishInputs(ep, n, "a");
     // An input without the entity key can never score.
-    await nc.jetstream().publish(`mlmesh.router.score_in.${ep}`, toBinary(StreamScoreRequestSchema, create(StreamScoreRequestSchema, { requestId: "bad" })), { msgID: "bad" });
+    await nc.jetstream().publish(`mlmesh.scoring.in.${ep}`, toBinary(StreamScoreRequestSchema, create(StreamScoreRequestSchema, { requestId: "bad" })), { msgID: "bad" });
     const got = await waitFor(() => results(nc, ep), (r) => r.length >= n + 1, 20_000, `${n + 1} results`);
     await sleep(500);
     const final = await results(nc, ep);
@@ -144,8 +144,8 @@ describe("stream scoring: score_in → Predict → score_out, exactly once per i
     const n = 600;
     const jsm = await nc.jetstreamManager();
     const stored = async () => {
-      const subject = `mlmesh.router.score_out.${ep2}`;
-      const info = await jsm.streams.info("MLMESH_ROUTER", { subjects_filter: subject });
+      const subject = `mlmesh.scoring.out.${ep2}`;
+      const info = await jsm.streams.info("MLMESH_SCORING", { subjects_filter: subject });
       return info.state.subjects?.[subject] ?? 0;
     };
     // The whole input is queued before the router works through it, so the kill lands mid-stream.

@@ -56,10 +56,6 @@ const TARGETS: ReadonlyArray<{ service: DescService; host: Host }> = [
  * listed here does not fail the run; it becomes a todo subtest with its reproduction.
  */
 const KNOWN: Readonly<Record<string, string>> = {
-  "/mlmesh.router.v1.RouterService/ListRollouts huge-repeated":
-    "services/router/store.ts listRollouts (router owner): one `?` per requested state and `args.push(...q.states)`: ListRolloutsRequest.states with 40000 " +
-    "entries -> SqliteError 'too many SQL variables', with 200000+ -> RangeError 'Maximum call stack size exceeded'; both INTERNAL. Dedupe the states " +
-    "(there are only a handful) or refuse more than the enum has with INVALID_ARGUMENT.",
 };
 
 interface Finding {

@@ -645,7 +645,7 @@ export const RolloutAbortedSchema: GenMessage<RolloutAborted> = /*@__PURE__*/
 
 /**
  * Stream scoring input: one event to score through the endpoint's Predict path.
- * Subject: `mlmesh.router.score_in.<endpoint>`; stream `MLMESH_ROUTER`. Producers should set
+ * Subject: `mlmesh.scoring.in.<endpoint>`; stream `MLMESH_SCORING`. Producers should set
  * a Nats-Msg-Id (JetStream then stores a retried publish once); the result's msg id is
  * derived from it (or from the stream sequence when absent).
  *
@@ -689,7 +689,7 @@ export const StreamScoreRequestSchema: GenMessage<StreamScoreRequest> = /*@__PUR
  * `score:<endpoint>:<input msg id or s<sequence>>`: a router that dies between the two
  * re-scores the redelivered input and JetStream drops the second result within its dedup
  * window, so each input has exactly one result.
- * Subject: `mlmesh.router.score_out.<endpoint>`; stream `MLMESH_ROUTER`.
+ * Subject: `mlmesh.scoring.out.<endpoint>`; stream `MLMESH_SCORING`.
  *
  * @generated from message mlmesh.events.v1.StreamScoreResult
  */

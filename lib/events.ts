@@ -4,7 +4,7 @@
 // stream's dedup window is stored once; consumers are durable and ack after handling.
 
 import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { context, ROOT_CONTEXT, SpanKind, trace, type Context } from "@opentelemetry/api";
+import { context, ROOT_CONTEXT, SpanKind, trace, type Context, type SpanContext } from "@opentelemetry/api";
 import {
   AckPolicy,
   connect,
@@ -42,6 +42,11 @@ export interface PublishOptions {
 export interface TraceHeaders {
   readonly traceparent?: string;
   readonly tracestate?: string;
+  /**
+   * Spans the event is about besides its parent: an event batching records of many requests
+   * (the prediction log) links each request's span, so the consumer reaches all of them.
+   */
+  readonly links?: readonly SpanContext[];
 }
 
 export interface PublishAck {
@@ -144,6 +149,7 @@ function startProducerSpan(subject: string, captured?: TraceHeaders): { ctx: Con
     `publish ${subject}`,
     {
       kind: SpanKind.PRODUCER,
+      links: captured?.links?.map((c) => ({ context: c })),
       attributes: { "messaging.system": "nats", "messaging.destination.name": subject, "messaging.operation.type": "publish" },
     },
     parent,

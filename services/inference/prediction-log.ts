@@ -13,7 +13,7 @@ import { mkdir, open, readFile, stat, truncate, type FileHandle } from "node:fs/
 import path from "node:path";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { trace } from "@opentelemetry/api";
+import { trace, type SpanContext } from "@opentelemetry/api";
 import { Counter, Gauge, type Registry } from "prom-client";
 import {
   PredictionLogBatchSchema,
@@ -160,14 +160,21 @@ interface Pending {
   readonly model: string;
   readonly records: number;
   readonly data: Uint8Array;
+  /** Request spans linked from the producer span (not spooled: a replayed batch has none). */
+  readonly links?: readonly SpanContext[];
 }
+
+/** Request spans a batch's producer span links, at most. */
+const MAX_LINKS = 128;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class PredictionLog {
   private readonly buffers = new Map<string, PredictionLogged[]>();
   /** Calls logged but not yet turned into records (see log()). */
-  private calls: Array<{ call: ScoredCall; traceId: string }> = [];
+  private calls: Array<{ call: ScoredCall; span: SpanContext | undefined }> = [];
+  /** Per model: the request spans whose records wait in its buffer (linked from the batch's producer span). */
+  private readonly bufferSpans = new Map<string, SpanContext[]>();
   private callRows = 0;
   private buildScheduled = false;
   private readonly queue: Pending[] = [];
@@ -236,8 +243,7 @@ export class PredictionLog {
   log(call: ScoredCall): void {
     if (this.closing) return;
     const span = trace.getActiveSpan()?.spanContext();
-    const traceId = span && span.traceId !== "00000000000000000000000000000000" ? span.traceId : "";
-    this.calls.push({ call, traceId });
+    this.calls.push({ call, span: span && span.traceId !== "00000000000000000000000000000000" ? span : undefined });
     this.callRows += call.rowCount;
     if (this.callRows >= this.maxBatch && !this.buildScheduled) {
       this.buildScheduled = true;
@@ -252,9 +258,15 @@ export class PredictionLog {
     const calls = this.calls;
     this.calls = [];
     this.callRows = 0;
-    for (const { call, traceId } of calls) {
+    for (const { call, span } of calls) {
       try {
-        this.append(call, traceId);
+        if (span) {
+          let spans = this.bufferSpans.get(call.modelName);
+          if (!spans) this.bufferSpans.set(call.modelName, (spans = []));
+          // Bounded: a producer span links at most this many requests.
+          if (spans.length < MAX_LINKS) spans.push(span);
+        }
+        this.append(call, span?.traceId ?? "");
       } catch (err) {
         this.logger.error({ err, model: call.modelName }, "prediction log: could not build records");
       }
@@ -306,6 +318,8 @@ export class PredictionLog {
     const records = this.buffers.get(model);
     if (!records || records.length === 0) return;
     this.buffers.set(model, []);
+    const links = this.bufferSpans.get(model);
+    this.bufferSpans.delete(model);
     for (let i = 0; i < records.length; i += this.maxBatch) {
       const part = records.slice(i, i + this.maxBatch);
       const eventId = randomUUID();
@@ -313,7 +327,7 @@ export class PredictionLog {
         meta: { eventId, occurredAt: timestampFromMs(Date.now()), producer: "inference", sequence: ++this.sequence },
         records: part,
       });
-      this.queue.push({ subject: predictionSubject(model), msgId: eventId, model, records: part.length, data: toBinary(PredictionLogBatchSchema, batch) });
+      this.queue.push({ subject: predictionSubject(model), msgId: eventId, model, records: part.length, data: toBinary(PredictionLogBatchSchema, batch), links });
     }
     this.kick();
   }
@@ -336,7 +350,7 @@ export class PredictionLog {
 
   /** Publishes with a timeout; on timeout the publish stays queued in the bus and becomes the probe. */
   private async tryPublish(p: Pending): Promise<boolean> {
-    const publish = this.bus.publishEncoded(p.subject, p.data, { msgId: p.msgId });
+    const publish = this.bus.publishEncoded(p.subject, p.data, { msgId: p.msgId, trace: p.links ? { links: p.links } : undefined });
     const limit = Math.max(0, Math.min(this.publishTimeoutMs, this.closeDeadline - Date.now()));
     let timer: NodeJS.Timeout | undefined;
     const outcome = await Promise.race([

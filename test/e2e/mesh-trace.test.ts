@@ -35,6 +35,7 @@ interface OtlpSpan {
   name: string;
   kind: number;
   attributes?: OtlpAttr[];
+  links?: Array<{ traceId: string; spanId: string }>;
   service: string;
 }
 
@@ -182,6 +183,17 @@ describe("mesh trace: router → features and router → inference in one trace,
     const logged = await recordsFor(nc, model, res.requestId);
     assert.equal(logged.records.length, 1);
     assert.equal(logged.records[0]!.traceId, traceId);
+    // ... and the batch's PRODUCER span (the parent of the consumer's span, carried in the NATS
+    // headers) links the inference SERVER span that logged the record.
+    const inferenceServer = spans.find((s) => s.traceId === traceId && s.kind === SERVER && s.name === "mlmesh.inference.v1.InferenceService/Score");
+    assert.ok(inferenceServer, "the inference SERVER span of the request was exported");
+    let producer: OtlpSpan | undefined;
+    for (let i = 0; i < 100 && !producer; i++) {
+      producer = spans.find((s) => s.name === `publish mlmesh.inference.predictions.${model}` && s.links?.some((l) => l.traceId === traceId));
+      if (!producer) await sleep(100);
+    }
+    assert.ok(producer, "the prediction-log batch's producer span links the request");
+    assert.ok(producer.links!.some((l) => l.spanId === inferenceServer.spanId), "the link names the inference SERVER span");
 
     // PII: the tenure value is nowhere in clear — neither in any exported span (every
     // attribute of every process) nor in the logged batch bytes, as text, float32 or float64.

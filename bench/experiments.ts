@@ -7,6 +7,8 @@
 // Targets (issue #6): >= 100k events/s ingest, analysis under 50 ms.
 // Run: npm run bench:experiments   (needs NATS on MLMESH_NATS_URL or 127.0.0.1:4222)
 
+import fs from "node:fs";
+import path from "node:path";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ExperimentService } from "../gen/mlmesh/experiments/v1/experiments_service_pb.js";
 import { closeAllClients, createServiceClient } from "../lib/clients.js";
@@ -95,6 +97,14 @@ try {
     await ex.getReport({ experimentKey: key });
     reportMs.push(performance.now() - s);
   }
+  // Read by bench/suite.ts (npm run bench).
+  fs.writeFileSync(
+    path.join(path.dirname(new URL(import.meta.url).pathname), "results-experiments.json"),
+    `${JSON.stringify({ date: new Date().toISOString(), units: UNITS, summary: {
+      libraryIngestPerSec: Math.round(UNITS / ingestSec), analysis10MUnitsMs: Number(median(analysisMs).toFixed(3)),
+      serviceExposuresPerSec: Math.round(N / expSec), serviceIngestPerSec: Math.round(N / outSec), reportMedianMs: Number(median(reportMs).toFixed(2)),
+    } }, null, 2)}\n`,
+  );
   console.log(
     `service (gRPC, SQLite-persisted): exposures ${Math.round(N / expSec).toLocaleString("en")}/s, outcomes ${Math.round(N / outSec).toLocaleString("en")}/s (batches of ${BATCH}, ${IN_FLIGHT} in flight); GetReport over ${N.toLocaleString("en")} units: median ${median(reportMs).toFixed(2)} ms`,
   );

@@ -120,6 +120,18 @@ console.log(`  server side (rpc histogram)   mean ${fmt((server.rows * 1000) / r
 console.log(`  store lookup + decode (limit) p50 ${fmt(pct(direct, 50))}  p99 ${fmt(pct(direct, 99))}`);
 console.log(`  ratio p99 gRPC / limit        ${(pct(rpc, 99) / pct(direct, 99)).toFixed(1)}x rows, ${(pct(rpcColumnar, 99) / pct(direct, 99)).toFixed(1)}x columnar`);
 console.log(`  WriteFeatures                 ${Math.round(ENTITIES / writeSeconds)} rows/s (${FEATURES} features, 10k rows per call)`);
+if (!redis) {
+  // Read by bench/suite.ts (npm run bench).
+  const ms = (x: number) => Number(x.toFixed(3));
+  fs.writeFileSync(
+    path.join(path.dirname(new URL(import.meta.url).pathname), "results-features.json"),
+    `${JSON.stringify({ date: new Date().toISOString(), entities: BATCH, features: FEATURES, calls: CALLS, summary: {
+      onlineP50ms: ms(pct(rpc, 50)), onlineP99ms: ms(pct(rpc, 99)),
+      onlineColumnarP50ms: ms(pct(rpcColumnar, 50)), onlineColumnarP99ms: ms(pct(rpcColumnar, 99)),
+      storeLookupP99ms: ms(pct(direct, 99)), writeRowsPerSec: Math.round(ENTITIES / writeSeconds),
+    } }, null, 2)}\n`,
+  );
+}
 
 if (redis) await store.deleteView("bench");
 closeStore();

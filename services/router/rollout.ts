@@ -557,7 +557,10 @@ export class RolloutController {
       }
     }
     const prodRef = `${r.model}@production`;
-    await this.d.refs.resolve(prodRef).catch(() => undefined);
+    // The alias switches in the ref cache once inference has the version (refs.ts); the canary
+    // is loaded, so confirming it now makes the new plan serve it from its first request.
+    const promoted = await this.d.refs.resolve(prodRef).catch(() => undefined);
+    if (promoted) await this.d.refs.load(promoted).catch(() => undefined);
     const now = this.d.clock();
     r.currentWeight = 1;
     r.endTime = timestampFromMs(now);

@@ -173,6 +173,12 @@ function isDeadline(err: unknown): boolean {
   return err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError");
 }
 
+/** Score errors meaning "this version is not (yet) loaded there", not "these inputs are wrong". */
+function notReady(err: unknown): boolean {
+  if (!(err instanceof ConnectError)) return false;
+  return err.code === Code.Unavailable || err.code === Code.FailedPrecondition || err.code === Code.NotFound;
+}
+
 function errText(err: unknown): string {
   return err instanceof ConnectError ? err.rawMessage : err instanceof Error ? err.message : String(err);
 }
@@ -272,6 +278,9 @@ export class Server {
     // whose inputs do not fit them then fails to score and production answers).
     let refs = bindingRefs(target);
     if (fallback) refs = [...new Set([...refs, ...bindingRefs(fallback)])];
+    // Just after an alias switch the replaced version may have to answer (Server.score): its inputs too.
+    const previous = this.d.refs.previousOf(target.ref);
+    if (previous && previous.binding !== target.binding) refs = [...new Set([...refs, ...bindingRefs(previous)])];
     if (refs.length === 0) throw new PreconditionError(`endpoint ${spec.name}: model version ${target.pinned} has no feature binding; set the endpoint's features (feature_refs or feature_set)`);
     return { target, fallback, refs, featureSet: "" };
   }
@@ -343,10 +352,35 @@ export class Server {
     const call = (r: ResolvedRef, servedAs: string, timeoutMs: number) =>
       this.d.inference.score({ modelRef: r.pinned, inputs: { case: "rows", value: { rows: build(r) } }, requestId, servedAs, endpoint: spec.name }, { timeoutMs });
     return clock.run("scoring", async (timeoutMs) => {
+      // Just after `target.ref` switched to a new version (refs.ts), the replaced version, still
+      // loaded, answers when the new one is not ready; the response is wholly that version's and
+      // says so (a PRODUCTION_VERSION fallback naming the new version, degraded). While the new
+      // version is in its short back-off after such a failure, requests go to the previous one.
+      const previous = this.d.refs.previousOf(target.ref);
+      const usePrevious = (err: unknown) => {
+        this.d.refs.noteNotReady(target.ref);
+        fallbacks.push(
+          create(FallbackAppliedSchema, {
+            kind: FallbackKind.PRODUCTION_VERSION,
+            reason: `${target.ref} moved to ${target.pinned}, not ready in inference (${errText(err)}); the previous ${previous!.pinned} answered`,
+            failedModelRef: target.pinned,
+          }),
+        );
+        return call(previous!, decision.servedAs, Math.max(1, Math.floor(clock.left())));
+      };
+      if (previous && previous.version !== target.version && this.d.refs.inBackoff(target.ref)) {
+        const res = await usePrevious("in back-off after failing");
+        return { res, used: previous, role: decision.role, fallbacks, targetFailed: true };
+      }
       try {
         const res = await call(target, decision.servedAs, timeoutMs);
+        if (previous) this.d.refs.noteReady(target.ref);
         return { res, used: target, role: decision.role, fallbacks, targetFailed: false };
       } catch (err) {
+        if (previous && previous.version !== target.version && notReady(err) && clock.left() > 1) {
+          const res = await usePrevious(err);
+          return { res, used: previous, role: decision.role, fallbacks, targetFailed: true };
+        }
         const toProd = spec.fallbacks?.fallbackToProduction ?? true;
         if (!fallback || !toProd || clock.left() <= 1) throw err;
         this.d.logger.debug({ err: errText(err), version: target.pinned }, "router: version failed; production answers");

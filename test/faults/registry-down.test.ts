@@ -5,14 +5,15 @@
 // serving the version it has loaded and the router keeps routing while the registry is gone
 // (no call fails, no Predict falls back); loading something new answers UNAVAILABLE promptly
 // instead of hanging; a promotion (alias moves) made once the registry is back reaches
-// inference and the router through the AliasMoved event and traffic switches by itself.
+// inference and the router through the AliasMoved event and traffic switches by itself,
+// with no Predict failing across the outage and the promotion.
 // If the router cannot Predict (not built yet), the Predict half is left out and says so.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { FeatureService } from "../../gen/mlmesh/features/v1/features_service_pb.js";
-import { ServedBy } from "../../gen/mlmesh/router/v1/router_resources_pb.js";
+import { FallbackKind, ServedBy } from "../../gen/mlmesh/router/v1/router_resources_pb.js";
 import { RouterService } from "../../gen/mlmesh/router/v1/router_service_pb.js";
 import { ValueType } from "../../gen/mlmesh/types/v1/types_pb.js";
 import { InferenceService } from "../../gen/mlmesh/inference/v1/inference_service_pb.js";
@@ -39,7 +40,7 @@ describe("fault: registry down under load, then a promotion", { skip: hasNatsBin
   let routerMissing: string | undefined;
   const others: ServiceProcess[] = [];
   const model = `fault_reg_${Date.now()}`;
-  let predictFailures: Record<string, number> = {};
+  let predictFailures: Record<string, number> | undefined;
 
   before(async () => {
     nats = await FaultNats.start();
@@ -103,13 +104,13 @@ describe("fault: registry down under load, then a promotion", { skip: hasNatsBin
       3,
       20,
     );
-    const predicted: Array<{ at: number; version: number; fallback: boolean }> = [];
+    const predicted: Array<{ at: number; version: number; fallback: boolean; previous: boolean }> = [];
     const predictLoad = routerMissing
       ? undefined
       : new SteadyLoad(
           async (i) => {
             const res = await router.predict({ endpoint: "reg-ep", requestId: `p${i}`, entityKey: key(i) }, { timeoutMs: 10_000 });
-            predicted.push({ at: Date.now(), version: Number(res.version), fallback: res.servedBy === ServedBy.FALLBACK });
+            predicted.push({ at: Date.now(), version: Number(res.version), fallback: res.servedBy === ServedBy.FALLBACK, previous: res.fallbacks.some((f) => f.kind === FallbackKind.PRODUCTION_VERSION) });
           },
           2,
           20,
@@ -155,6 +156,8 @@ describe("fault: registry down under load, then a promotion", { skip: hasNatsBin
       predict_calls_failed: predictStats?.failed ?? 0,
       predict_failures: predictStats?.failures ?? {},
       predict_fallbacks: predicted.filter((p) => p.fallback).length,
+      // Answered by v1 because v2 was not ready in inference yet (degraded, PRODUCTION_VERSION entry).
+      predict_previous_version_answers: predicted.filter((p) => p.previous).length,
       predict_calls_while_registry_down: (predictWhileDown?.ok ?? 0) - (predictAtKill?.ok ?? 0),
       router_swap_after_promotion_ms: routerMissing ? 0 : routerSwapMs,
       predict_v1_answers_1s_after_switch: predicted.filter((s) => s.version === 1 && s.at > firstPredictV2 + 1000).length,
@@ -186,16 +189,15 @@ describe("fault: registry down under load, then a promotion", { skip: hasNatsBin
     predictFailures = predictStats?.failures ?? {};
   });
 
+  // Right after the promotion inference may not have v2 yet (its registry channel can still be
+  // in reconnect back-off from the outage): the router switches `@production` only once
+  // inference reports v2 loaded, and until then, or if v2's Score answers UNAVAILABLE /
+  // FAILED_PRECONDITION / NOT_FOUND, v1 answers with a PRODUCTION_VERSION fallback entry.
   it(
     "no Predict fails across the outage and the promotion",
-    {
-      todo:
-        "router + inference owners: right after the promotion the router pins `<model>@2` before inference has loaded it; inference resolves it through a registry " +
-        "channel still in grpc-js reconnect backoff from the outage ('registry unreachable while resolving <model>@2: No connection established') and answers " +
-        "UNAVAILABLE, so ~1 s of Predicts fail (24 in one run) although v1 is loaded and serving. Want: the router keeps the previous version until the new one " +
-        "answers (or falls back to it on UNAVAILABLE), and/or inference's registry client reconnects promptly (waitForReady / retry on UNAVAILABLE).",
-    },
+    { skip: hasNatsBinary() ? false : "needs nats-server on PATH" },
     () => {
+      assert.ok(predictFailures, "the load of the test above did not finish");
       assert.deepEqual(predictFailures, {}, "Predict failed around the registry outage or the promotion");
     },
   );

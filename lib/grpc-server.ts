@@ -6,7 +6,7 @@
 import { once } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { encodeStatusDetails } from "./status-details.js";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
 import { context } from "@opentelemetry/api";
 import { observeStream, type CallObserver, type ObservedCall } from "./rpc-observe.js";
@@ -103,21 +103,10 @@ function toStatus(err: ConnectError): Partial<grpc.StatusObject> {
     trailers.set(k, v);
   });
   if (trailers) status.metadata = trailers;
-  if (err.details.length > 0) {
-    const w = new BinaryWriter();
-    w.tag(1, WireType.Varint).int32(err.code);
-    w.tag(2, WireType.LengthDelimited).string(err.rawMessage);
-    for (const d of err.details) {
-      // Outgoing details are {desc, value}; details passed through from a callee are {type, value: bytes}.
-      const typeName = "desc" in d ? d.desc.typeName : d.type;
-      const bytes = "desc" in d ? toBinary(d.desc, create(d.desc, d.value)) : d.value;
-      w.tag(3, WireType.LengthDelimited).fork();
-      w.tag(1, WireType.LengthDelimited).string(`type.googleapis.com/${typeName}`);
-      w.tag(2, WireType.LengthDelimited).bytes(bytes);
-      w.join();
-    }
+  const details = encodeStatusDetails(err);
+  if (details) {
     const md = trailers ?? new grpc.Metadata();
-    md.set("grpc-status-details-bin", Buffer.from(w.finish()));
+    md.set("grpc-status-details-bin", Buffer.from(details));
     status.metadata = md;
   }
   return status;

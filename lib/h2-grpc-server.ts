@@ -15,7 +15,7 @@
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { encodeStatusDetails } from "./status-details.js";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
 import { context } from "@opentelemetry/api";
 import { ValidationError } from "./errors.js";
@@ -459,22 +459,9 @@ function errorTrailers(err: ConnectError): http2.OutgoingHttpHeaders {
   err.metadata.forEach((v, k) => {
     if (k.charCodeAt(0) !== 58 && !k.startsWith("grpc-") && k !== "content-type") t[k] = v;
   });
-  if (err.details.length > 0) {
-    const w = new BinaryWriter();
-    w.tag(1, WireType.Varint).int32(err.code);
-    w.tag(2, WireType.LengthDelimited).string(err.rawMessage);
-    for (const d of err.details) {
-      // Outgoing details are {desc, value}; details passed through from a callee are {type, value: bytes}.
-      const typeName = "desc" in d ? d.desc.typeName : d.type;
-      const bytes = "desc" in d ? toBinary(d.desc, create(d.desc, d.value)) : d.value;
-      w.tag(3, WireType.LengthDelimited).fork();
-      w.tag(1, WireType.LengthDelimited).string(`type.googleapis.com/${typeName}`);
-      w.tag(2, WireType.LengthDelimited).bytes(bytes);
-      w.join();
-    }
-    // Binary metadata travels base64-encoded; unpadded, as gRPC implementations send it.
-    t["grpc-status-details-bin"] = Buffer.from(w.finish()).toString("base64").replace(/=+$/, "");
-  }
+  const details = encodeStatusDetails(err);
+  // Binary metadata travels base64-encoded; unpadded, as gRPC implementations send it.
+  if (details) t["grpc-status-details-bin"] = Buffer.from(details).toString("base64").replace(/=+$/, "");
   return t;
 }
 

@@ -2,6 +2,7 @@
 // Assign RPCs run. Deterministic: the same definition, unit id and attributes give the same
 // arm in any process — GrowthBook hash v2 (stats/assignment.ts, docs/assignment-spec.md).
 
+import { scalarOf, type Scalar } from "../../lib/values.js";
 import { create } from "@bufbuild/protobuf";
 import {
   AssignmentReason,
@@ -21,24 +22,6 @@ export type UnitAttributes = Readonly<Record<string, Value>>;
 /** Assigns units of one experiment; build it once per definition revision. */
 export type ExperimentAssigner = (unitId: string, attributes?: UnitAttributes) => Assignment;
 
-type Scalar = number | string | boolean;
-
-function scalar(v: Value | undefined): Scalar | undefined {
-  const k = v?.kind;
-  switch (k?.case) {
-    case "doubleValue":
-    case "floatValue":
-      return k.value;
-    case "int64Value":
-      return Number(k.value);
-    case "stringValue":
-    case "boolValue":
-      return k.value;
-    default:
-      return undefined;
-  }
-}
-
 function compare(a: Scalar, b: Scalar): number | undefined {
   if (typeof a !== typeof b) return undefined;
   return a < b ? -1 : a > b ? 1 : 0;
@@ -50,8 +33,8 @@ const PATTERNS = new WeakMap<TargetingCondition, RegExp>();
 /** One targeting condition; a type mismatch fails the condition, never throws. */
 export function conditionHolds(c: TargetingCondition, attributes: UnitAttributes): boolean {
   const present = Object.hasOwn(attributes, c.attribute);
-  const actual = present ? scalar(attributes[c.attribute]) : undefined;
-  const values = c.values.map(scalar);
+  const actual = present ? scalarOf(attributes[c.attribute]) : undefined;
+  const values = c.values.map((v) => scalarOf(v));
   const eq = (v: Scalar | undefined) => actual !== undefined && v !== undefined && compare(actual, v) === 0;
   switch (c.operator) {
     case TargetingOperator.EXISTS:

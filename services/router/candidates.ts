@@ -3,27 +3,12 @@
 // filters before scoring (they shrink the rows the model sees), boosts after scoring,
 // per-category caps while the top-k is picked. Pure functions over already fetched values.
 
+import { scalarOf, type Scalar } from "../../lib/values.js";
 import type { BusinessRule, FeaturePredicate, RuleSet } from "../../gen/mlmesh/router/v1/router_resources_pb.js";
 import { PredicateOperator } from "../../gen/mlmesh/router/v1/router_resources_pb.js";
 import type { Value } from "../../gen/mlmesh/types/v1/types_pb.js";
 
-type Scalar = number | string | boolean;
-
-export function scalarOf(v: Value | undefined): Scalar | undefined {
-  const k = v?.kind;
-  switch (k?.case) {
-    case "doubleValue":
-    case "floatValue":
-      return k.value;
-    case "int64Value":
-      return Number(k.value);
-    case "stringValue":
-    case "boolValue":
-      return k.value;
-    default:
-      return undefined;
-  }
-}
+export { scalarOf };
 
 /** A list of ids stored as a JSON array of strings or comma-separated text. */
 export function parseIdList(v: Value | undefined): string[] {

@@ -2,8 +2,8 @@
 // inference Score with `--target score`) against the services run as separate `mlmesh serve`
 // processes, the way Kubernetes runs them. Every `--sample` seconds it prints one row:
 // requests/s, P50/P95/P99 of that interval, errors, and the target process's live heap (read
-// from its /metrics right after a full GC, which a preload triggers on SIGUSR2) and RSS. At
-// the end: totals, errors by code, the live-heap growth after warm-up (the first fifth) and
+// inside it right after a full GC, which a preload triggers on SIGUSR2) and RSS. At the end:
+// totals, errors by code, the live-heap growth after warm-up (a fifth, at least 60 s) and
 // its Theil-Sen slope, with a verdict: no errors and no heap growth trend.
 //
 //   node --import tsx bench/soak.ts [--duration 600] [--concurrency 16] [--target predict|score]
@@ -69,7 +69,13 @@ const SPEC = { featureBinding: { inputs: [{ inputName: "x", features: FEATURES }
 // process gets a tiny preload (written here, loaded through NODE_OPTIONS) that runs a full
 // GC on SIGUSR2, so each sample reads the live heap.
 const gcPreload = path.join(os.tmpdir(), `mlmesh-soak-gc-${process.pid}.cjs`);
-fs.writeFileSync(gcPreload, "process.on('SIGUSR2', () => { if (typeof global.gc === 'function') global.gc(); });\n");
+// The reading is taken inside the target right after the collection (no garbage piles up
+// between the GC and a /metrics scrape under load) and written where this process reads it.
+const heapFile = path.join(os.tmpdir(), `mlmesh-soak-heap-${process.pid}.txt`);
+fs.writeFileSync(
+  gcPreload,
+  `process.on('SIGUSR2', () => { if (typeof global.gc === 'function') global.gc(); require('fs').writeFileSync(${JSON.stringify(heapFile)}, String(process.memoryUsage().heapUsed)); });\n`,
+);
 const targetEnv = { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --expose-gc --require ${gcPreload}`.trim() };
 
 const nats = await testNats();
@@ -86,6 +92,7 @@ async function shutdown(code: number): Promise<never> {
   for (const p of procs.reverse()) await p.stop("SIGTERM").catch(() => undefined);
   await nats.stop();
   fs.rmSync(gcPreload, { force: true });
+  fs.rmSync(heapFile, { force: true });
   process.exit(code);
 }
 
@@ -191,11 +198,15 @@ let running = true;
 
 /** Full GC in the target (SIGUSR2 -> preload), then its heap used and RSS. */
 async function liveMemory(): Promise<{ heapMib: number; rssMib: number }> {
+  fs.rmSync(heapFile, { force: true });
   targetProc.proc.kill("SIGUSR2");
-  // Short, so little new garbage piles up under load before the reading.
-  await new Promise((r) => setTimeout(r, 150));
+  let heapBytes = Number.NaN;
+  for (let i = 0; i < 100 && !Number.isFinite(heapBytes); i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    heapBytes = fs.existsSync(heapFile) ? Number(fs.readFileSync(heapFile, "utf8")) || Number.NaN : Number.NaN;
+  }
   const m = await processMemory(metricsUrl).catch(() => undefined);
-  return { heapMib: m ? round(m.heapUsedBytes / 1048576, 1) : NaN, rssMib: m ? round(m.rssBytes / 1048576, 1) : NaN };
+  return { heapMib: round(heapBytes / 1048576, 1), rssMib: m ? round(m.rssBytes / 1048576, 1) : NaN };
 }
 const started = performance.now();
 const endAt = started + DURATION_S * 1000;
@@ -278,10 +289,11 @@ function robustSlope(xs: number[], ys: number[]): number {
   const m = slopes.length >> 1;
   return slopes.length % 2 ? slopes[m]! : (slopes[m - 1]! + slopes[m]!) / 2;
 }
-// The first fifth of the run is warm-up (JIT, caches, pools filling); the trend is measured after it.
+// The first fifth of the run (at least 60 s, at most half) is warm-up: JIT, caches, pools, and
+// tsx parsing source maps the first time an error stack names a module. The trend is measured after it.
 // The last sample is taken as the load winds down (less garbage in flight), so it is left out
 // of the comparison, which stays under load from end to end.
-const steady = samples.filter((s) => s.t_s >= DURATION_S * 0.2 && s.t_s < DURATION_S - 0.5 && Number.isFinite(s.heap_mib));
+const steady = samples.filter((s) => s.t_s >= Math.min(Math.max(DURATION_S * 0.2, 60), DURATION_S * 0.5) && s.t_s < DURATION_S - 0.5 && Number.isFinite(s.heap_mib));
 const heapSlope = robustSlope(steady.map((s) => s.t_s / 60), steady.map((s) => s.heap_mib));
 const heapSlopeLs = slope(steady.map((s) => s.t_s / 60), steady.map((s) => s.heap_mib));
 const rssSlope = slope(steady.map((s) => s.t_s / 60), steady.map((s) => s.rss_mib));

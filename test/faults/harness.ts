@@ -63,6 +63,31 @@ export class ServiceProcess {
   }
 }
 
+/** The five services, each its own process, wired to each other and to one NATS. */
+export interface MeshProcesses {
+  readonly registry: ServiceProcess;
+  readonly features: ServiceProcess;
+  readonly experiments: ServiceProcess;
+  readonly inference: ServiceProcess;
+  readonly router: ServiceProcess;
+}
+
+export async function startMeshProcesses(natsUrl: string): Promise<MeshProcesses> {
+  const env = { MLMESH_NATS_URL: natsUrl };
+  const registry = await ServiceProcess.create("registry", env);
+  const features = await ServiceProcess.create("features", env);
+  const experiments = await ServiceProcess.create("experiments", env);
+  const inference = await ServiceProcess.create("inference", { ...env, MLMESH_REGISTRY_ADDR: registry.address });
+  const router = await ServiceProcess.create("router", {
+    ...env,
+    MLMESH_REGISTRY_ADDR: registry.address,
+    MLMESH_FEATURES_ADDR: features.address,
+    MLMESH_INFERENCE_ADDR: inference.address,
+    MLMESH_EXPERIMENTS_ADDR: experiments.address,
+  });
+  return { registry, features, experiments, inference, router };
+}
+
 export interface LoadStats {
   readonly ok: number;
   readonly failed: number;

@@ -25,7 +25,7 @@ import { createServiceClient } from "../../lib/clients.js";
 import { fixture, upload } from "../fixtures/models/registry-client.js";
 import { duplicates, readStream } from "../support/jetstream-read.js";
 import { FaultNats, hasNatsBinary } from "../support/fault-nats.js";
-import { ServiceProcess, SteadyLoad, sleep, until } from "./harness.js";
+import { ServiceProcess, SteadyLoad, sleep, startMeshProcesses, until } from "./harness.js";
 
 const FEATURES = ["acct:tenure", "acct:calls", "acct:spend"];
 const ROWS_PER_CALL = 3;
@@ -52,18 +52,9 @@ describe("fault: NATS SIGKILLed for 10 s under load", { skip: hasNatsBinary() ? 
 
   before(async () => {
     nats = await FaultNats.start();
-    const env = { MLMESH_NATS_URL: nats.url };
-    registryProc = await ServiceProcess.create("registry", env);
-    inferenceProc = await ServiceProcess.create("inference", { ...env, MLMESH_REGISTRY_ADDR: registryProc.address });
-    const featuresProc = await ServiceProcess.create("features", env);
-    const experimentsProc = await ServiceProcess.create("experiments", env);
-    const routerProc = await ServiceProcess.create("router", {
-      ...env,
-      MLMESH_REGISTRY_ADDR: registryProc.address,
-      MLMESH_FEATURES_ADDR: featuresProc.address,
-      MLMESH_INFERENCE_ADDR: inferenceProc.address,
-      MLMESH_EXPERIMENTS_ADDR: experimentsProc.address,
-    });
+    const mesh = await startMeshProcesses(nats.url);
+    ({ registry: registryProc, inference: inferenceProc } = mesh);
+    const { features: featuresProc, experiments: experimentsProc, router: routerProc } = mesh;
     others.push(featuresProc, experimentsProc, routerProc);
     registry = createServiceClient(RegistryService, registryProc.grpc);
     inference = createServiceClient(InferenceService, inferenceProc.grpc);

@@ -21,7 +21,7 @@ import { RegistryService } from "../../gen/mlmesh/registry/v1/registry_service_p
 import { createServiceClient } from "../../lib/clients.js";
 import { fixture, upload } from "../fixtures/models/registry-client.js";
 import { FaultNats, hasNatsBinary } from "../support/fault-nats.js";
-import { ServiceProcess, SteadyLoad, sleep, until } from "./harness.js";
+import { ServiceProcess, SteadyLoad, sleep, startMeshProcesses, until } from "./harness.js";
 
 const FEATURES = ["acct:tenure", "acct:calls", "acct:spend"];
 const SPEC = { featureBinding: { inputs: [{ inputName: "x", features: FEATURES }], entityKeys: ["account_id"] } };
@@ -44,18 +44,9 @@ describe("fault: registry down under load, then a promotion", { skip: hasNatsBin
 
   before(async () => {
     nats = await FaultNats.start();
-    const env = { MLMESH_NATS_URL: nats.url };
-    registryProc = await ServiceProcess.create("registry", env);
-    inferenceProc = await ServiceProcess.create("inference", { ...env, MLMESH_REGISTRY_ADDR: registryProc.address });
-    const featuresProc = await ServiceProcess.create("features", env);
-    const experimentsProc = await ServiceProcess.create("experiments", env);
-    const routerProc = await ServiceProcess.create("router", {
-      ...env,
-      MLMESH_REGISTRY_ADDR: registryProc.address,
-      MLMESH_FEATURES_ADDR: featuresProc.address,
-      MLMESH_INFERENCE_ADDR: inferenceProc.address,
-      MLMESH_EXPERIMENTS_ADDR: experimentsProc.address,
-    });
+    const mesh = await startMeshProcesses(nats.url);
+    ({ registry: registryProc, inference: inferenceProc } = mesh);
+    const { features: featuresProc, experiments: experimentsProc, router: routerProc } = mesh;
     others.push(featuresProc, experimentsProc, routerProc);
     const registry = createServiceClient(RegistryService, registryProc.grpc);
     inference = createServiceClient(InferenceService, inferenceProc.grpc);

@@ -16,7 +16,7 @@ import { ValueType } from "../../gen/mlmesh/types/v1/types_pb.js";
 import { createServiceClient } from "../../lib/clients.js";
 import { fixture, upload } from "../fixtures/models/registry-client.js";
 import { FaultNats, hasNatsBinary } from "../support/fault-nats.js";
-import { ServiceProcess, SteadyLoad, sleep, until } from "./harness.js";
+import { ServiceProcess, SteadyLoad, sleep, startMeshProcesses, until } from "./harness.js";
 
 const FEATURES = ["acct:tenure", "acct:calls", "acct:spend"];
 const SPEC = { featureBinding: { inputs: [{ inputName: "x", features: FEATURES }], entityKeys: ["account_id"] } };
@@ -34,18 +34,9 @@ describe("fault: inference killed under Predict load through the router", { skip
 
   before(async () => {
     nats = await FaultNats.start();
-    const env = { MLMESH_NATS_URL: nats.url };
-    const registryProc = await ServiceProcess.create("registry", env);
-    const featuresProc = await ServiceProcess.create("features", env);
-    const experimentsProc = await ServiceProcess.create("experiments", env);
-    inferenceProc = await ServiceProcess.create("inference", { ...env, MLMESH_REGISTRY_ADDR: registryProc.address });
-    const routerProc = await ServiceProcess.create("router", {
-      ...env,
-      MLMESH_REGISTRY_ADDR: registryProc.address,
-      MLMESH_FEATURES_ADDR: featuresProc.address,
-      MLMESH_INFERENCE_ADDR: inferenceProc.address,
-      MLMESH_EXPERIMENTS_ADDR: experimentsProc.address,
-    });
+    const mesh = await startMeshProcesses(nats.url);
+    inferenceProc = mesh.inference;
+    const { registry: registryProc, features: featuresProc, experiments: experimentsProc, router: routerProc } = mesh;
     procs.push(registryProc, featuresProc, experimentsProc, inferenceProc, routerProc);
     const registry = createServiceClient(RegistryService, registryProc.grpc);
     await upload(registry, model, fixture("lr_v1.onnx"), { spec: SPEC });

@@ -17,6 +17,7 @@ import { context, SpanKind, SpanStatusCode, trace, type Span } from "@openteleme
 import { codeName } from "./errors.js";
 import { encodePrincipalHeader, ON_BEHALF_OF_HEADER } from "./auth/guard.js";
 import { H2Channel, MessageQueue, sendOnly, startCall, type ActiveCall } from "./h2-grpc-client.js";
+import { callLocal, localKey, localTarget } from "./local-calls.js";
 import { currentPrincipal } from "./principal.js";
 import type { TlsMaterial } from "./tls.js";
 import { ensureContextManager, getTracer, injectTraceContext, remainingMs } from "./telemetry.js";
@@ -104,6 +105,7 @@ export function createServiceClient<T extends DescService>(service: T, baseUrl: 
   const fixed: Record<string, string> = {};
   for (const [k, v] of Object.entries(opts.metadata ?? {})) fixed[k.toLowerCase()] = v;
   const out: Record<string, unknown> = {};
+  const localAt = localKey(baseUrl, service);
 
   for (const method of service.methods) {
     const path = `/${service.typeName}/${method.name}`;
@@ -221,8 +223,28 @@ export function createServiceClient<T extends DescService>(service: T, baseUrl: 
     };
 
     out[method.localName] = callFor(method, {
-      unary: (req: unknown, callOpts?: CallOptions) =>
-        new Promise((resolve, reject) => {
+      unary: (req: unknown, callOpts?: CallOptions) => {
+        // A service hosted by this process is called in-process (lib/local-calls.ts).
+        const local = localTarget(localAt);
+        if (local) {
+          let b;
+          try {
+            b = begin(callOpts);
+          } catch (err) {
+            return Promise.reject(err);
+          }
+          const { span, md, deadline } = b;
+          return callLocal(local, method, req, md, deadline).then(
+            (res) => {
+              end(span);
+              return res;
+            },
+            (err) => {
+              throw end(span, err);
+            },
+          );
+        }
+        return new Promise((resolve, reject) => {
           let bytes: Uint8Array;
           try {
             bytes = serialize(req);
@@ -231,7 +253,8 @@ export function createServiceClient<T extends DescService>(service: T, baseUrl: 
           }
           const call = singleResponse(callOpts, resolve, reject);
           if (call) sendOnly(call, bytes);
-        }),
+        });
+      },
       // Streaming calls start on the first read, as a generator does (an expired deadline
       // surfaces there, not at the call site).
       serverStream: (req: unknown, callOpts?: CallOptions) =>

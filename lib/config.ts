@@ -2,7 +2,7 @@
 // is parsed here once, validated, and frozen. No other file reads process.env. Each area
 // (inference, features, router, ...) reads its own variables in lib/config-<area>.ts.
 
-import { ConfigError, readEnum, readHostPort, readInt, readPort, readUrl, type Env } from "./config-read.js";
+import { ConfigError, readBool, readEnum, readHostPort, readInt, readPort, readUrl, type Env } from "./config-read.js";
 import { EXPERIMENTS_CONFIG_VARIABLES, readExperimentsConfig, type ExperimentsConfig } from "./config-experiments.js";
 import { FEATURES_CONFIG_VARIABLES, readFeaturesConfig, type FeaturesConfig } from "./config-features.js";
 import { INFERENCE_CONFIG_VARIABLES, readInferenceConfig, type InferenceConfig } from "./config-inference.js";
@@ -48,6 +48,8 @@ export interface Config {
   readonly maxMessageBytes: number;
   /** Longest deadline a server honours; a call without a deadline gets this one. */
   readonly maxDeadlineMs: number;
+  /** Unary calls to a service hosted by the same process skip the wire (lib/local-calls.ts). */
+  readonly localCalls: boolean;
   readonly inference: InferenceConfig;
   readonly features: FeaturesConfig;
   readonly router: RouterConfig;
@@ -89,6 +91,7 @@ export function loadConfig(env: Env): Config {
   const shutdownGraceMs = readInt(env, "MLMESH_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000);
   const maxMessageBytes = readInt(env, "MLMESH_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024);
   const maxDeadlineMs = readInt(env, "MLMESH_MAX_DEADLINE_MS", 300_000, 1, 3_600_000);
+  const localCalls = readBool(env, "MLMESH_LOCAL_CALLS", true);
 
   const otelEndpoint = readUrl(env, "OTEL_EXPORTER_OTLP_ENDPOINT", ["http:", "https:"]);
   const otelProtocol = readEnum<OtlpProtocol>(
@@ -109,6 +112,7 @@ export function loadConfig(env: Env): Config {
     shutdownGraceMs,
     maxMessageBytes,
     maxDeadlineMs,
+    localCalls,
     inference: readInferenceConfig(env),
     features: readFeaturesConfig(env),
     router: readRouterConfig(env),
@@ -135,6 +139,7 @@ export const CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: string; me
   { name: "MLMESH_SHUTDOWN_GRACE_MS", default: "10000", meaning: "drain time for in-flight calls on SIGTERM" },
   { name: "MLMESH_MAX_MESSAGE_BYTES", default: "16777216", meaning: "largest request or response message" },
   { name: "MLMESH_MAX_DEADLINE_MS", default: "300000", meaning: "deadline given to calls that carry none" },
+  { name: "MLMESH_LOCAL_CALLS", default: "on", meaning: "services in one process (`mlmesh up`) call each other in-process, skipping the wire" },
   ...INFERENCE_CONFIG_VARIABLES,
   ...FEATURES_CONFIG_VARIABLES,
   ...ROUTER_CONFIG_VARIABLES,

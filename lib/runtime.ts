@@ -5,6 +5,7 @@
 import { closeAllClients } from "./clients.js";
 import type { Config, ServiceName } from "./config.js";
 import { openEventBus, type EventBus } from "./events.js";
+import { setLocalCallsEnabled } from "./local-calls.js";
 import { createLogger, type Logger } from "./logger.js";
 import { startTelemetry, stopTelemetry } from "./telemetry.js";
 
@@ -20,6 +21,7 @@ export interface Runtime {
 export async function createRuntime(config: Config, opts: { mode: "all-in-one" | "single"; service?: ServiceName }): Promise<Runtime> {
   const otelName = opts.mode === "single" && opts.service ? `${config.otel.serviceNamePrefix}-${opts.service}` : config.otel.serviceNamePrefix;
   startTelemetry(config, otelName);
+  setLocalCallsEnabled(config.localCalls);
   const logger = createLogger({ level: config.logLevel, service: opts.mode === "single" ? opts.service : "mesh" });
   const bus = await openEventBus({
     natsUrl: config.natsUrl,

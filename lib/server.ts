@@ -26,6 +26,7 @@ import type { Logger } from "./logger.js";
 import { createRpcMetrics, renderMetrics, type RpcMetrics } from "./metrics.js";
 import { bindGrpcServer, createGrpcJsServer } from "./grpc-server.js";
 import { createH2GrpcServer } from "./h2-grpc-server.js";
+import { registerLocalServices } from "./local-calls.js";
 import { createCallObserver, createObserveInterceptor } from "./rpc-observe.js";
 import type { CallGuard } from "./auth/guard.js";
 import { restRouteMethod } from "./auth/method-roles.js";
@@ -214,9 +215,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   health.set("", ServingStatus.SERVING);
   for (const reg of opts.services) health.set(reg.service.typeName, ServingStatus.SERVING);
 
+  const grpcUrl = `${opts.tls ? "https" : "http"}://${opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host}:${grpcPort}`;
+  const withdrawLocal = registerLocalServices(grpcUrl, bindings, observe, shutdownController.signal);
+
   const shutdown = async () => {
     if (draining) return;
     draining = true;
+    // In-process callers go to the network port from now on, and are refused there like anyone.
+    withdrawLocal();
     // Readiness and health go false first, so balancers stop sending new calls.
     health.setAllNotServing();
     health.close();
@@ -248,7 +254,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     name: opts.name,
     grpcPort,
     httpPort,
-    grpcUrl: `${opts.tls ? "https" : "http"}://${host}:${grpcPort}`,
+    grpcUrl,
     httpUrl: `${opts.tls ? "https" : "http"}://${host}:${httpPort}`,
     health,
     metrics,

@@ -1,0 +1,179 @@
+// In-process calls between services hosted by one process (`mlmesh up`). When the router
+// calls features and inference in the same process, a loopback gRPC call would encode the
+// request, cross two HTTP/2 stacks and decode it again on the same event loop — most of a
+// Predict's CPU (bench/mesh-vs-fastapi.ts). Here a unary call goes straight to the callee's
+// handler with the message object, through the callee's own observer: the same SERVER span
+// under the caller's trace context, the same deadline, the same guard (credentials are the
+// same metadata headers a network call would carry), the same RPC metrics and drain
+// accounting. What is skipped is only the wire: encoding, framing, HTTP/2, decoding.
+//
+// Rules that keep this honest:
+// - Only unary calls are local; streams keep the network path (uploads, long reads).
+// - Messages are shared, not copied: callers never mutate a request after sending it, and
+//   handlers never mutate a request they received (both hold in this codebase; the response
+//   is a fresh object per call).
+// - A server that starts draining unregisters first, so new calls go to its network port and
+//   get the UNAVAILABLE any remote caller gets.
+// - MLMESH_LOCAL_CALLS=off turns it off (every call over the network, as between processes).
+
+import { create, isMessage, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
+import { context } from "@opentelemetry/api";
+import { isPreEncoded } from "./pre-encoded.js";
+import { PRINCIPAL_VALUE } from "./principal.js";
+import type { CallObserver } from "./rpc-observe.js";
+
+export interface LocalBinding {
+  readonly service: DescService;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly impl: Record<string, (...args: any[]) => any>;
+}
+
+interface LocalTarget {
+  readonly service: DescService;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly impl: Record<string, (...args: any[]) => any>;
+  readonly observe: CallObserver;
+  readonly shutdownSignal: AbortSignal;
+}
+
+const targets = new Map<string, LocalTarget>();
+let enabled = true;
+
+/** Turns in-process calls on or off for this process (config: MLMESH_LOCAL_CALLS). */
+export function setLocalCallsEnabled(on: boolean): void {
+  enabled = on;
+}
+
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "0.0.0.0", "[::1]", "[::]", "::1"]);
+
+/** "http://localhost:7001/" and "127.0.0.1:7001" name the same in-process server. */
+function authorityKey(url: string): string {
+  const bare = url.replace(/^https?:\/\//, "").replace(/\/+$/, "");
+  const colon = bare.lastIndexOf(":");
+  const host = colon > 0 ? bare.slice(0, colon) : bare;
+  const port = colon > 0 ? bare.slice(colon + 1) : "";
+  return `${LOOPBACK.has(host) ? "127.0.0.1" : host}:${port}`;
+}
+
+/**
+ * Makes a started server's services callable in-process at `grpcUrl`. Returns the function
+ * that withdraws them (called when the server starts draining).
+ */
+export function registerLocalServices(grpcUrl: string, bindings: readonly LocalBinding[], observe: CallObserver, shutdownSignal: AbortSignal): () => void {
+  const authority = authorityKey(grpcUrl);
+  const keys: string[] = [];
+  for (const b of bindings) {
+    const key = `${authority}/${b.service.typeName}`;
+    targets.set(key, { service: b.service, impl: b.impl, observe, shutdownSignal });
+    keys.push(key);
+  }
+  return () => {
+    for (const k of keys) targets.delete(k);
+  };
+}
+
+/** The key a client computes once for `service` at `baseUrl`. */
+export function localKey(baseUrl: string, service: DescService): string {
+  return `${authorityKey(baseUrl)}/${service.typeName}`;
+}
+
+/** The in-process server behind `key`, if this process hosts it (and local calls are on). */
+export function localTarget(key: string): LocalTarget | undefined {
+  if (!enabled || targets.size === 0) return undefined;
+  return targets.get(key);
+}
+
+/** The HandlerContext of an in-process call (protocol "local": no pre-encoded bytes). */
+class LocalCall implements HandlerContext {
+  readonly requestMethod = "POST";
+  readonly protocolName = "local";
+  readonly values: ContextValues = createContextValues();
+  readonly url: string;
+  readonly controller = new AbortController();
+  private resHeader: Headers | undefined;
+  private resTrailer: Headers | undefined;
+  private reqHeader: Headers | undefined;
+
+  constructor(
+    readonly service: DescService,
+    readonly method: DescMethod,
+    private readonly headers: Record<string, string>,
+    private readonly deadline: number,
+  ) {
+    this.url = `/${service.typeName}/${method.name}`;
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  timeoutMs = (): number | undefined => this.deadline - Date.now();
+
+  get requestHeader(): Headers {
+    if (!this.reqHeader) {
+      this.reqHeader = new Headers();
+      for (const k in this.headers) this.reqHeader.set(k, this.headers[k]!);
+    }
+    return this.reqHeader;
+  }
+
+  get responseHeader(): Headers {
+    return (this.resHeader ??= new Headers());
+  }
+
+  get responseTrailer(): Headers {
+    return (this.resTrailer ??= new Headers());
+  }
+}
+
+/**
+ * One unary call to an in-process handler. `headers` are the metadata a network call would
+ * carry (authorization, traceparent, ...); `deadline` is epoch ms. Resolves with a complete
+ * message of the method's output type.
+ */
+export function callLocal(target: LocalTarget, method: DescMethod, request: unknown, headers: Record<string, string>, deadline: number): Promise<unknown> {
+  const handler = target.impl[method.localName];
+  const timeoutMs = deadline - Date.now();
+  const call = target.observe(target.service.typeName, method.name, { get: (k) => headers[k] }, timeoutMs);
+  if (call.rejected) return Promise.reject(call.finish(call.rejected));
+  if (!handler) return Promise.reject(call.finish(new ConnectError(`${target.service.typeName}/${method.name} is not implemented`, Code.Unimplemented)));
+  const hctx = new LocalCall(target.service, method, headers, deadline);
+  if (call.principal) hctx.values.set(PRINCIPAL_VALUE, call.principal);
+  const input = method.input as DescMessage;
+  const req = isMessage(request, input) ? request : create(input, request as never);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (err: unknown, res?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      target.shutdownSignal.removeEventListener("abort", onShutdown);
+      if (err !== undefined) {
+        const mapped = call.finish(err) ?? err;
+        hctx.controller.abort(mapped);
+        reject(mapped);
+        return;
+      }
+      call.finish();
+      resolve(res);
+    };
+    const timer = setTimeout(() => settle(new ConnectError(`deadline exceeded after ${Math.round(timeoutMs)} ms (${hctx.url.slice(1)})`, Code.DeadlineExceeded)), Math.max(0, timeoutMs));
+    const onShutdown = () => settle(new ConnectError("server is shutting down", Code.Unavailable));
+    target.shutdownSignal.addEventListener("abort", onShutdown, { once: true });
+    context.with(call.ctx, () => {
+      try {
+        Promise.resolve(handler(req, hctx)).then(
+          (res) => {
+            if (isPreEncoded(res)) return settle(new ConnectError("handler answered pre-encoded bytes to a local call", Code.Internal));
+            const output = method.output as DescMessage;
+            settle(undefined, isMessage(res, output) ? res : create(output, res as never));
+          },
+          (err) => settle(err),
+        );
+      } catch (err) {
+        settle(err);
+      }
+    });
+  });
+}

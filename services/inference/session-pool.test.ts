@@ -31,6 +31,21 @@ describe("SessionPool: dynamic batching on worker threads", () => {
     }
   });
 
+  it("replaces a worker that dies: its batch fails UNAVAILABLE, later requests are served", async () => {
+    const { pool } = await openPool({ enabled: false, maxBatchSize: 8, maxQueueDelayUs: 0 });
+    try {
+      // Kill the only worker while a request is on it (what a native crash in ONNX Runtime does).
+      const running = pool.run(feeds([1, 2, 3]), 1, Date.now() + 5_000);
+      const slot = (pool as unknown as { slots: Array<{ worker: import("node:worker_threads").Worker }> }).slots[0]!;
+      await slot.worker.terminate();
+      await assert.rejects(running, (e: unknown) => e instanceof DomainError && e.code === Code.Unavailable);
+      const after = await pool.run(feeds([0.5, 0.25, 1]), 1, Date.now() + 10_000);
+      assert.ok(Math.abs(Number(after.outputs.score!.data[0]) - sigmoid([0.5, 0.25, 1])) < 1e-6);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it("runs every request alone when batching is off", async () => {
     const { pool, batches } = await openPool({ enabled: false, maxBatchSize: 8, maxQueueDelayUs: 20_000 });
     try {

@@ -35,9 +35,17 @@ interface Pending {
 }
 
 interface Slot {
-  readonly worker: Worker;
+  worker: Worker;
   busy: boolean;
+  /** The id of the batch the worker is running. */
+  current: number | undefined;
+  restarts: number;
+  /** false from the worker's death until its replacement is ready. */
+  alive: boolean;
 }
+
+/** A batch whose every deadline passed this long ago with no answer: the worker is stuck. */
+const STUCK_GRACE_MS = 2000;
 
 interface RawOutput {
   type: DType;
@@ -92,29 +100,13 @@ export class SessionPool {
 
   static async open(opts: { path: string; workers: number; intraOpThreads: number; policy: () => BatchPolicy; observer: PoolObserver }): Promise<SessionPool> {
     const pool = new SessionPool(opts.policy, opts.observer);
+    pool.workerData = { path: opts.path, intraOpThreads: opts.intraOpThreads };
     try {
       await Promise.all(
         Array.from({ length: Math.max(1, opts.workers) }, async () => {
-          const worker = new Worker(WORKER_FILE, { workerData: { path: opts.path, intraOpThreads: opts.intraOpThreads } });
-          const slot: Slot = { worker, busy: false };
+          const slot: Slot = { worker: undefined as unknown as Worker, busy: true, current: undefined, restarts: 0, alive: false };
           pool.slots.push(slot);
-          await new Promise<void>((resolve, reject) => {
-            worker.once("error", reject);
-            worker.once("exit", (code) => reject(new Error(`session worker exited with ${code} while loading`)));
-            worker.once("message", (m: { type: string }) => (m.type === "ready" ? resolve() : reject(new Error("unexpected worker message"))));
-          });
-          worker.removeAllListeners("error").removeAllListeners("exit");
-          worker.on("message", (m: { type: string; id: number; outputs?: Record<string, RawOutput>; inputs?: Record<string, DenseTensor["data"]>; computeUs?: number; message?: string }) => {
-            const w = pool.waiting.get(m.id);
-            if (!w) return;
-            pool.waiting.delete(m.id);
-            if (m.type === "result") w.resolve({ outputs: m.outputs!, computeUs: m.computeUs!, inputs: m.inputs });
-            else w.reject(new Error(m.message));
-          });
-          worker.on("error", (err) => {
-            for (const [, w] of pool.waiting) w.reject(new UnavailableError(`session worker failed: ${err.message}`));
-            pool.waiting.clear();
-          });
+          await pool.startWorker(slot);
         }),
       );
     } catch (err) {
@@ -122,6 +114,64 @@ export class SessionPool {
       throw err;
     }
     return pool;
+  }
+
+  private workerData!: { path: string; intraOpThreads: number };
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
+
+  /** (Re)starts the slot's worker; the slot takes work once the session is loaded. */
+  private async startWorker(slot: Slot): Promise<void> {
+    const worker = new Worker(WORKER_FILE, { workerData: this.workerData });
+    slot.worker = worker;
+    await new Promise<void>((resolve, reject) => {
+      worker.once("error", reject);
+      worker.once("exit", (code) => reject(new Error(`session worker exited with ${code} while loading`)));
+      worker.once("message", (m: { type: string }) => (m.type === "ready" ? resolve() : reject(new Error("unexpected worker message"))));
+    });
+    worker.removeAllListeners("error").removeAllListeners("exit");
+    worker.on("message", (m: { type: string; id: number; outputs?: Record<string, RawOutput>; inputs?: Record<string, DenseTensor["data"]>; computeUs?: number; message?: string }) => {
+      const w = this.waiting.get(m.id);
+      if (!w) return;
+      this.waiting.delete(m.id);
+      if (slot.current === m.id) slot.current = undefined;
+      if (m.type === "result") w.resolve({ outputs: m.outputs!, computeUs: m.computeUs!, inputs: m.inputs });
+      else w.reject(new Error(m.message));
+    });
+    // A worker that dies (a native crash, an uncaught error) or is stopped by the watchdog
+    // fails only the batch it held, and is replaced: the pool never waits on a dead thread.
+    worker.on("error", (err) => this.workerGone(slot, worker, err.message));
+    worker.on("exit", (code) => this.workerGone(slot, worker, `exited with code ${code}`));
+    slot.alive = true;
+    slot.busy = false;
+    this.pump();
+  }
+
+  private workerGone(slot: Slot, worker: Worker, why: string): void {
+    if (slot.worker !== worker || !slot.alive || this.closed) return;
+    slot.alive = false;
+    slot.busy = true;
+    const id = slot.current;
+    slot.current = undefined;
+    if (id !== undefined) {
+      const w = this.waiting.get(id);
+      this.waiting.delete(id);
+      w?.reject(new UnavailableError(`session worker ${why}; the batch did not complete`));
+    }
+    worker.removeAllListeners();
+    void worker.terminate().catch(() => undefined);
+    slot.restarts++;
+    // Back off a little if a worker keeps dying (a model that crashes ONNX Runtime).
+    const delay = Math.min(5000, 50 * 2 ** Math.min(slot.restarts - 1, 7));
+    const restart = setTimeout(() => {
+      this.restartTimers.delete(restart);
+      if (this.closed) return;
+      this.startWorker(slot).catch(() => {
+        // Loading failed: try again later, the same way.
+        slot.alive = true;
+        this.workerGone(slot, slot.worker, "could not restart");
+      });
+    }, delay);
+    this.restartTimers.add(restart);
   }
 
   /**
@@ -230,6 +280,7 @@ export class SessionPool {
 
   private async dispatch(slot: Slot, batch: Pending[]): Promise<void> {
     slot.busy = true;
+    const worker0 = slot.worker;
     const startNs = process.hrtime.bigint();
     const totalRows = batch.reduce((n, q) => n + q.rows, 0);
     if (batch.some((q) => q.tracked)) this.observer.onBatch(totalRows, batch.length);
@@ -240,10 +291,18 @@ export class SessionPool {
       const lend = batch.length === 1 && lendable(feeds);
       const transfer = batch.length > 1 || lend ? Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer) : [];
       const id = this.nextId++;
+      // Watchdog: ONNX Runtime's run() cannot be interrupted, so a worker still silent after
+      // every caller's deadline (plus a grace) is terminated and replaced (see workerGone).
+      let latest = 0;
+      for (const q of batch) if (q.deadline > latest) latest = q.deadline;
+      const worker = slot.worker;
+      const watchdog = setTimeout(() => this.workerGone(slot, worker, "was stuck past every caller's deadline"), Math.max(0, latest - Date.now()) + STUCK_GRACE_MS);
+      watchdog.unref();
+      slot.current = id;
       const result = await new Promise<WorkerResult>((resolve, reject) => {
         this.waiting.set(id, { resolve, reject });
-        slot.worker.postMessage({ type: "run", id, feeds, outputNames: batch[0]!.outputNames, lend }, transfer);
-      });
+        worker.postMessage({ type: "run", id, feeds, outputNames: batch[0]!.outputNames, lend }, transfer);
+      }).finally(() => clearTimeout(watchdog));
       // The request (and the prediction log after it) sees its inputs again.
       if (lend && result.inputs) for (const [name, data] of Object.entries(result.inputs)) feeds[name] = { ...feeds[name]!, data };
       let offset = 0;
@@ -262,7 +321,7 @@ export class SessionPool {
     } catch (err) {
       for (const q of batch) q.reject(err instanceof Error ? err : new Error(String(err)));
     } finally {
-      slot.busy = false;
+      if (slot.alive && slot.worker === worker0) slot.busy = false;
       this.inFlight -= batch.length;
       this.settleIdle();
       this.pump();
@@ -286,6 +345,17 @@ export class SessionPool {
   /** Stops accepting, lets accepted requests finish, then ends the workers. */
   async close(): Promise<void> {
     this.closed = true;
+    for (const t of this.restartTimers) clearTimeout(t);
+    this.restartTimers.clear();
+    // With no live worker left (and none coming back), queued requests can only fail.
+    if (!this.slots.some((s) => s.alive)) {
+      for (const q of this.queue.splice(0)) {
+        this.inFlight--;
+        q.reject(new UnavailableError("model version is unloading and its workers are gone; retry"));
+      }
+      this.queuedRows = 0;
+      this.settleIdle();
+    }
     await this.drained();
     if (this.timer) clearTimeout(this.timer);
     await Promise.all(this.slots.map((s) => s.worker.terminate()));

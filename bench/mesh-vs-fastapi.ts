@@ -56,7 +56,13 @@ const MODEL = `bench_lr_${RUN}`;
 const VIEW = `bench_users_${RUN}`;
 
 // --- the mesh -----------------------------------------------------------------------------
-const env = await isolatedEnv({ MLMESH_NATS_URL: natsUrl, MLMESH_LOG_LEVEL: "warn" });
+// BENCH_PROFILE_DIR=DIR: the mesh process writes a CPU profile there when it stops.
+const profileDir = process.env.BENCH_PROFILE_DIR;
+const env = await isolatedEnv({
+  MLMESH_NATS_URL: natsUrl,
+  MLMESH_LOG_LEVEL: "warn",
+  ...(profileDir ? { NODE_OPTIONS: `--import ${path.join(REPO_ROOT, "bench", "cpu-profile.mjs")}`, BENCH_PROFILE_DIR: profileDir } : {}),
+});
 const mesh = await startMlmesh(["up"], env, 60_000);
 const cli = (...args: string[]) => {
   const r = spawnSync(process.execPath, [MLMESH_BIN, ...args], { cwd: REPO_ROOT, env: { ...process.env, ...env }, encoding: "utf8" });
@@ -127,9 +133,18 @@ interface WrkResult {
   readonly p50ms: number;
   readonly p99ms: number;
   readonly errors: number;
+  /** CPU time (user + system, every thread) the server spent per request: load-independent. */
+  readonly serverCpuUsPerRequest: number;
 }
 
-function wrk(url: string, bodies: string): WrkResult {
+/** User + system CPU ms so far of a process (every thread, children excluded) or one of its threads (Linux /proc). */
+function cpuMs(pid: number, thread?: number): number {
+  const f = fs.readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+function wrk(url: string, bodies: string, serverPid: number): WrkResult {
+  const cpu0 = cpuMs(serverPid);
   const r = spawnSync(
     "wrk",
     ["-t", "1", "-c", String(CONNECTIONS), "-d", `${SECONDS}s`, "--latency", "-s", path.join(BASELINE, "post.lua"), url, "--", bodies],
@@ -145,14 +160,22 @@ function wrk(url: string, bodies: string): WrkResult {
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(r.stdout);
   const sockErr = /Socket errors:.*?connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(r.stdout);
   const errors = Number(non2xx?.[1] ?? 0) + (sockErr ? sockErr.slice(1).reduce((s, x) => s + Number(x), 0) : 0);
-  return { requestsPerSec: Number(rps?.[1] ?? 0), p50ms: ms("50%"), p99ms: ms("99%"), errors };
+  const requests = Number(/(\d+) requests in/.exec(r.stdout)?.[1] ?? 0);
+  const serverCpuUsPerRequest = requests > 0 ? Math.round(((cpuMs(serverPid) - cpu0) * 1000) / requests) : 0;
+  return { requestsPerSec: Number(rps?.[1] ?? 0), p50ms: ms("50%"), p99ms: ms("99%"), errors, serverCpuUsPerRequest };
 }
 
 const meshUrl = `${mesh.endpoint("router").http}/mlmesh.router.v1.RouterService/Predict`;
-wrk(meshUrl, meshBodies); // warm-up: JIT, caches, SQLite pages
-const meshResult = wrk(meshUrl, meshBodies);
-wrk(`http://127.0.0.1:${fastapiPort}/predict`, fastapiBodies);
-const fastapiResult = wrk(`http://127.0.0.1:${fastapiPort}/predict`, fastapiBodies);
+const meshPid = mesh.proc.pid!;
+wrk(meshUrl, meshBodies, meshPid); // warm-up: JIT, caches, SQLite pages
+// The main thread's share (the event loop every RPC runs on; session workers are the rest).
+const mainThreadCpuMs = () => cpuMs(meshPid, meshPid);
+const main0 = mainThreadCpuMs();
+const meshResult = wrk(meshUrl, meshBodies, meshPid);
+const meshRequests = meshResult.requestsPerSec * SECONDS;
+const meshMainThreadCpuUsPerRequest = Math.round(((mainThreadCpuMs() - main0) * 1000) / Math.max(1, meshRequests));
+wrk(`http://127.0.0.1:${fastapiPort}/predict`, fastapiBodies, fastapi.pid!);
+const fastapiResult = wrk(`http://127.0.0.1:${fastapiPort}/predict`, fastapiBodies, fastapi.pid!);
 fastapi.kill("SIGTERM");
 
 // --- Predict vs Score over gRPC from one Node client --------------------------------------
@@ -182,6 +205,14 @@ const scoreCall = (i: number) =>
       value: { rows: [{ values: Object.fromEntries(expected.features.map((f, j) => [`${VIEW}:${f}`, create(ValueSchema, { kind: { case: "doubleValue", value: inputRow(i)[j]! } })])) }] },
     },
   });
+// A failed call ends the run with the mesh's own account of it (its last warnings).
+const failWithMeshLog = (e: unknown) => {
+  const tail = mesh.stderr().split("\n").filter((l) => !l.includes('"level":"info"')).slice(-40).join("\n");
+  console.error(`FAILED: ${(e as Error)?.message ?? e}\n--- mlmesh up, last warnings ---\n${tail}`);
+  process.exit(1);
+};
+process.on("uncaughtException", failWithMeshLog);
+process.on("unhandledRejection", failWithMeshLog);
 const predictCall = (i: number) => router.predict({ endpoint: ENDPOINT, entityKey: entity(i % N_USERS) });
 const grpcCells: Array<Record<string, string | number>> = [];
 for (const c of [1, 16]) {
@@ -204,6 +235,11 @@ const summary = {
   meshOverFastapiRps: round(meshResult.requestsPerSec / fastapiResult.requestsPerSec, 2),
   meshP99VsFastapiP99: round(meshResult.p99ms / fastapiResult.p99ms, 2),
   predictOverScoreP50AtC1: round(Number(grpcCells[1]!.p50ms) / Number(grpcCells[0]!.p50ms), 2),
+  // CPU per request does not move with the machine's load the way requests/s does.
+  meshCpuUsPerRequest: meshResult.serverCpuUsPerRequest,
+  meshMainThreadCpuUsPerRequest,
+  fastapiCpuUsPerRequest: fastapiResult.serverCpuUsPerRequest,
+  meshOverFastapiCpuPerRequest: round(meshResult.serverCpuUsPerRequest / Math.max(1, fastapiResult.serverCpuUsPerRequest), 2),
 };
 console.log(summary);
 if (opts.save) {

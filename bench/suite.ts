@@ -70,6 +70,7 @@ add("inference", "grpcOverheadP50usAtC1", "Score over gRPC minus in-process run(
 add("inference", "batchingSpeedupAtC64", "dynamic batching on / off, rows/s at c=64", "≥ 3×", (v) => v >= 3, "×");
 add("mesh", "meshOverFastapiRps", "mesh Predict / FastAPI+sklearn, requests/s (wrk)", "≥ 2×", (v) => v >= 2, "×");
 add("mesh", "meshP99VsFastapiP99", "mesh Predict P99 / FastAPI P99 (wrk)", "≤ 1×", (v) => v <= 1, "×");
+add("mesh", "meshOverFastapiCpuPerRequest", "mesh Predict / FastAPI server CPU per request (all threads)", "(reported; load-independent)", () => true, "×");
 add("mesh", "predictOverScoreP50AtC1", "router Predict / inference Score, P50 at c=1", "(reported)", () => true, "×");
 add("batch", "batchOverInProcess", "batch scoring / in-process ONNX Runtime, rows/s", "≥ 0.8×", (v) => v >= 0.8, "×");
 add("features", "onlineP99ms", "GetOnlineFeatures 100×20, P99 over gRPC (SQLite, row answer)", "≤ 5 ms", (v) => v <= 5, " ms");

@@ -17,8 +17,9 @@
 // - MLMESH_LOCAL_CALLS=off turns it off (every call over the network, as between processes).
 
 import { create, isMessage, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { context } from "@opentelemetry/api";
+import { LightHandlerContext } from "./light-handler-context.js";
 import { isPreEncoded } from "./pre-encoded.js";
 import { PRINCIPAL_VALUE } from "./principal.js";
 import type { CallObserver } from "./rpc-observe.js";
@@ -84,49 +85,6 @@ export function localTarget(key: string): LocalTarget | undefined {
   return targets.get(key);
 }
 
-/** The HandlerContext of an in-process call (protocol "local": no pre-encoded bytes). */
-class LocalCall implements HandlerContext {
-  readonly requestMethod = "POST";
-  readonly protocolName = "local";
-  readonly values: ContextValues = createContextValues();
-  readonly url: string;
-  readonly controller = new AbortController();
-  private resHeader: Headers | undefined;
-  private resTrailer: Headers | undefined;
-  private reqHeader: Headers | undefined;
-
-  constructor(
-    readonly service: DescService,
-    readonly method: DescMethod,
-    private readonly headers: Record<string, string>,
-    private readonly deadline: number,
-  ) {
-    this.url = `/${service.typeName}/${method.name}`;
-  }
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  timeoutMs = (): number | undefined => this.deadline - Date.now();
-
-  get requestHeader(): Headers {
-    if (!this.reqHeader) {
-      this.reqHeader = new Headers();
-      for (const k in this.headers) this.reqHeader.set(k, this.headers[k]!);
-    }
-    return this.reqHeader;
-  }
-
-  get responseHeader(): Headers {
-    return (this.resHeader ??= new Headers());
-  }
-
-  get responseTrailer(): Headers {
-    return (this.resTrailer ??= new Headers());
-  }
-}
-
 /**
  * One unary call to an in-process handler. `headers` are the metadata a network call would
  * carry (authorization, traceparent, ...); `deadline` is epoch ms. Resolves with a complete
@@ -138,7 +96,8 @@ export function callLocal(target: LocalTarget, method: DescMethod, request: unkn
   const call = target.observe(target.service.typeName, method.name, { get: (k) => headers[k] }, timeoutMs);
   if (call.rejected) return Promise.reject(call.finish(call.rejected));
   if (!handler) return Promise.reject(call.finish(new ConnectError(`${target.service.typeName}/${method.name} is not implemented`, Code.Unimplemented)));
-  const hctx = new LocalCall(target.service, method, headers, deadline);
+  // Protocol "local": handlers then answer with messages, never pre-encoded bytes.
+  const hctx = new LightHandlerContext(target.service, method, "local", () => Object.entries(headers), deadline);
   if (call.principal) hctx.values.set(PRINCIPAL_VALUE, call.principal);
   const input = method.input as DescMessage;
   const req = isMessage(request, input) ? request : create(input, request as never);
@@ -151,7 +110,7 @@ export function callLocal(target: LocalTarget, method: DescMethod, request: unkn
       target.shutdownSignal.removeEventListener("abort", onShutdown);
       if (err !== undefined) {
         const mapped = call.finish(err) ?? err;
-        hctx.controller.abort(mapped);
+        hctx.abort(mapped);
         reject(mapped);
         return;
       }

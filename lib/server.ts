@@ -26,6 +26,7 @@ import type { Logger } from "./logger.js";
 import { createRpcMetrics, renderMetrics, type RpcMetrics } from "./metrics.js";
 import { bindGrpcServer, createGrpcJsServer } from "./grpc-server.js";
 import { createH2GrpcServer } from "./h2-grpc-server.js";
+import { createConnectUnaryJson } from "./connect-unary.js";
 import { registerLocalServices } from "./local-calls.js";
 import { createCallObserver, createObserveInterceptor } from "./rpc-observe.js";
 import type { CallGuard } from "./auth/guard.js";
@@ -81,6 +82,8 @@ export interface ServerOptions {
    * directly) or "grpc-js" (lib/grpc-server.ts). Default: DEFAULT_GRPC_SERVER.
    */
   readonly grpcServer?: GrpcServerImpl;
+  /** false: every Connect call goes through connect-node (tests and benchmarks compare the two). */
+  readonly connectFastPath?: boolean;
 }
 
 export type GrpcServerImpl = "node-http2" | "grpc-js";
@@ -138,6 +141,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     jsonOptions: { ignoreUnknownFields: false },
   });
 
+  // Unary Connect JSON calls skip connect-node's generic handler (lib/connect-unary.ts).
+  const connectUnaryJson = opts.connectFastPath === false ? undefined : createConnectUnaryJson({ bindings, observe, maxMessageBytes: opts.maxMessageBytes, shutdownSignal: shutdownController.signal });
+
   const isReady = () => !draining && (opts.readiness?.() ?? true);
 
   const secured = opts.tls !== undefined || opts.guard !== undefined;
@@ -185,6 +191,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       const handled = principal ? await context.with(withPrincipal(context.active(), principal), () => route(req, res)) : await route(req, res);
       if (handled) return;
     }
+    if (connectUnaryJson?.(req, res)) return;
     adapter(req, res);
   };
   const httpServer: http.Server | https.Server = opts.tls

@@ -2,10 +2,15 @@
 // the same CSV file, measured in one run (issue #10 target: >= 0.8x in-process).
 //  - baseline: one script, one ORT session on the main thread (ORT's default intra-op
 //    threads), streaming the CSV line by line, 4096-row chunks, writing the same output
-//    (input columns, model name and version, score);
+//    (input columns, model name and version, score). Its clock covers the same work as
+//    ours: read, parse, run, format, write (session creation excluded, as our model load
+//    is); it splits lines at commas without RFC 4180 quoting or bad-row checks, so it is
+//    the cheaper parser. Its time inside session.run() alone is reported too (run_only).
 //  - ours: the CLI binary against a real registry (artifact downloaded and sha256-verified,
-//    session workers, RFC 4180 parsing, progress), its scoring-loop rows/s and its wall time
+//    scoring workers, RFC 4180 parsing, progress), its scoring-loop rows/s and its wall time
 //    including process start and model load.
+// Each side runs BENCH_BATCH_REPEATS times (default 2), alternating, best kept: on a shared
+// machine the load changes between runs, and one slow run should not decide the ratio.
 // Two models: lr_v1 (3 features: parsing-bound) and mlp30 (30 features, a small MLP).
 // Writes bench/results-batch.json. Run: npm run bench:batch (needs NATS on MLMESH_NATS_URL
 // or 127.0.0.1:4222).
@@ -23,6 +28,7 @@ import { upload } from "../test/fixtures/models/registry-client.js";
 import { isolatedEnv, MLMESH_BIN, REPO_ROOT, startMlmesh } from "../test/support/mlmesh-process.js";
 
 const ROWS = Number(process.env.BENCH_BATCH_ROWS ?? 200_000);
+const REPEATS = Math.max(1, Number(process.env.BENCH_BATCH_REPEATS ?? 2));
 const CHUNK = 4096;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mlmesh-bench-batch-"));
 
@@ -35,7 +41,7 @@ function makeCsv(file: string, features: number): void {
 }
 
 /** In-process ONNX Runtime: the floor any batch scorer is measured against. */
-async function inProcess(modelFile: string, csv: string, out: string, name: string, features: number): Promise<number> {
+async function inProcess(modelFile: string, csv: string, out: string, name: string, features: number): Promise<{ rowsPerSecond: number; runSeconds: number }> {
   const session = await ort.InferenceSession.create(modelFile, { graphOptimizationLevel: "all" });
   const input = session.inputNames[0]!;
   const output = session.outputNames[0]!;
@@ -44,13 +50,16 @@ async function inProcess(modelFile: string, csv: string, out: string, name: stri
   let header = true;
   let lines: string[] = [];
   let rows = 0;
+  let runMs = 0;
   const flush = async () => {
     const x = new Float32Array(lines.length * features);
     lines.forEach((l, r) => {
       const f = l.split(",");
       for (let c = 0; c < features; c++) x[r * features + c] = Number(f[c + 1]);
     });
+    const t0 = performance.now();
     const res = await session.run({ [input]: new ort.Tensor("float32", x, [lines.length, features]) });
+    runMs += performance.now() - t0;
     const s = res[output]!.data as Float32Array;
     let text = "";
     lines.forEach((l, r) => (text += `${l},${name},1,${s[r]}\n`));
@@ -71,7 +80,7 @@ async function inProcess(modelFile: string, csv: string, out: string, name: stri
   await new Promise<void>((r) => w.end(() => r()));
   const sec = (performance.now() - started) / 1000;
   await session.release();
-  return rows / sec;
+  return { rowsPerSecond: rows / sec, runSeconds: runMs / 1000 };
 }
 
 function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string; err: string; sec: number }> {
@@ -100,22 +109,36 @@ try {
     await upload(registry, name, readFileSync(m.file), { chunkBytes: 64 * 1024 });
     const csv = path.join(dir, `in_${m.features}.csv`);
     makeCsv(csv, m.features);
-    const base = await inProcess(m.file, csv, path.join(dir, `base_${m.features}.csv`), name, m.features);
     // Columns f0.. are the input "x" split as x_0..: rename the header for the model's input.
     const named = path.join(dir, `named_${m.features}.csv`);
     const text = readFileSync(csv, "utf8");
     fs.writeFileSync(named, text.replace(/^[^\n]*/, ["id", ...Array.from({ length: m.features }, (_, i) => `x_${i}`)].join(",")));
-    const r = await cli([`${name}@1`, "--in", named, "--out", path.join(dir, `ours_${m.features}.csv`), "--json"], { ...env, MLMESH_REGISTRY_ADDR: registryProc.endpoint("registry").grpc });
-    if (r.code !== 0) throw new Error(`score-batch failed: ${r.err}`);
-    const ours = (JSON.parse(r.out) as { rows_per_second: number }).rows_per_second;
+    let base = 0;
+    let runOnly = 0;
+    let ours = 0;
+    let wall = Infinity;
+    for (let rep = 0; rep < REPEATS; rep++) {
+      const b = await inProcess(m.file, csv, path.join(dir, `base_${m.features}.csv`), name, m.features);
+      if (b.rowsPerSecond > base) {
+        base = b.rowsPerSecond;
+        runOnly = ROWS / b.runSeconds;
+      }
+      const out = path.join(dir, `ours_${m.features}.csv`);
+      fs.rmSync(out, { force: true });
+      const r = await cli([`${name}@1`, "--in", named, "--out", out, "--json"], { ...env, MLMESH_REGISTRY_ADDR: registryProc.endpoint("registry").grpc });
+      if (r.code !== 0) throw new Error(`score-batch failed: ${r.err}`);
+      ours = Math.max(ours, (JSON.parse(r.out) as { rows_per_second: number }).rows_per_second);
+      wall = Math.min(wall, r.sec);
+    }
     results.push({
       model: m.label,
       rows: ROWS,
       in_process_rows_per_s: Math.round(base),
+      in_process_run_only_rows_per_s: Math.round(runOnly),
       score_batch_rows_per_s: ours,
       ratio: Number((ours / base).toFixed(3)),
-      score_batch_wall_s: Number(r.sec.toFixed(2)),
-      wall_ratio: Number((ROWS / r.sec / base).toFixed(3)),
+      score_batch_wall_s: Number(wall.toFixed(2)),
+      wall_ratio: Number((ROWS / wall / base).toFixed(3)),
     });
   }
 } finally {
@@ -124,11 +147,11 @@ try {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-console.log(`batch scoring, ${ROWS.toLocaleString("en")} rows per file, ${os.availableParallelism()} cores (target: ratio >= 0.8)`);
-console.log("model                 in-process rows/s  score-batch rows/s  ratio  wall s (incl. start+load)  wall ratio");
+console.log(`batch scoring, ${ROWS.toLocaleString("en")} rows per file, ${os.availableParallelism()} cores, best of ${REPEATS}, load ${os.loadavg()[0]!.toFixed(1)} (target: ratio >= 0.8)`);
+console.log("model                 in-process rows/s  (run() only)  score-batch rows/s  ratio  wall s (incl. start+load)  wall ratio");
 for (const r of results) {
   console.log(
-    `${String(r.model).padEnd(22)}${String(r.in_process_rows_per_s).padStart(17)}${String(r.score_batch_rows_per_s).padStart(20)}${String(r.ratio).padStart(7)}${String(r.score_batch_wall_s).padStart(27)}${String(r.wall_ratio).padStart(12)}`,
+    `${String(r.model).padEnd(22)}${String(r.in_process_rows_per_s).padStart(17)}${String(r.in_process_run_only_rows_per_s).padStart(14)}${String(r.score_batch_rows_per_s).padStart(20)}${String(r.ratio).padStart(7)}${String(r.score_batch_wall_s).padStart(27)}${String(r.wall_ratio).padStart(12)}`,
   );
 }
 // summary.batchOverInProcess: the worst model's ratio (read by bench/suite.ts).

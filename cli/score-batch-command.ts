@@ -1,7 +1,8 @@
 // `mlmesh score-batch MODEL_REF --in FILE.csv|FILE.parquet --out FILE.csv|FILE.parquet [--entity-col COL
 // --as-of-col TS] [--skip-bad-rows] [--reject FILE] [--batch-rows N] [--workers N] [--json]`:
 // scores a file with a registry model on this machine, streaming it in chunks through ONNX
-// Runtime session workers. Progress (rows/s) on stderr; the summary on stdout.
+// Runtime session workers (CSV to CSV: scoring workers that also parse and format, see
+// lib/batch-scoring/parallel.ts). Progress (rows/s) on stderr; the summary on stdout.
 
 import os from "node:os";
 import path from "node:path";
@@ -29,7 +30,9 @@ Features come from the file (columns named like the model's bound feature refs, 
 without the view prefix, or like its inputs) or, with --entity-col and --as-of-col,
 point-in-time from the feature service.
 A bad row stops the run, naming its line; with --skip-bad-rows it goes to the reject file
-(default OUT.rejects.csv) instead.`;
+(default OUT.rejects.csv) instead. Output rows keep the input's order.
+--workers N threads score in parallel (default: one per core); CSV to CSV, each parses,
+scores and formats whole chunks of --batch-rows rows (default 4096).`;
 
 /** A live progress line: rewritten in place on a terminal, one line a second otherwise. */
 function progressLine(): { update(p: Progress): void; done(): void } {
@@ -123,7 +126,10 @@ export async function runScoreBatch(config: Config, args: readonly string[]): Pr
       if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new UsageError(`no such file: ${values.in}`);
       throw err;
     }
-    opened = await openModel({ registry: clients.registry, ref: positionals[0]!, cacheDir: path.join(config.dataDir, "score-batch", "cache"), workers, batchRows, logger });
+    // CSV to CSV without point-in-time features: scoring workers parse, score and format
+    // whole chunks, each with its own session, so the loader's pool needs only one worker.
+    const scoringWorkers = inKind === "csv" && outKind === "csv" && values["entity-col"] === undefined ? workers : 0;
+    opened = await openModel({ registry: clients.registry, ref: positionals[0]!, cacheDir: path.join(config.dataDir, "score-batch", "cache"), workers: scoringWorkers > 0 ? 1 : workers, batchRows, logger });
     const model = opened.model;
     const pointInTime =
       values["entity-col"] !== undefined
@@ -137,6 +143,7 @@ export async function runScoreBatch(config: Config, args: readonly string[]): Pr
       skipBadRows: values["skip-bad-rows"],
       batchRows,
       concurrency: workers + 1,
+      scoringWorkers,
       pointInTime,
       onProgress: (p) => bar.update(p),
     });

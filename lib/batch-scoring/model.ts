@@ -23,7 +23,11 @@ export interface OpenedModel {
   close(): Promise<void>;
 }
 
-/** Loads `ref` into `workers` session workers (one ORT session each, one intra-op thread). */
+/**
+ * Loads `ref` into `workers` session workers (one ORT session each, one intra-op thread);
+ * the model also names its verified artifact file for scoring workers (scoreBatch's
+ * scoringWorkers), which then need only one session worker here.
+ */
 export async function openModel(o: { registry: Client<typeof RegistryService>; ref: string; cacheDir: string; workers: number; batchRows: number; logger: Logger }): Promise<OpenedModel> {
   const loader = new ModelLoader({
     registry: o.registry,
@@ -46,6 +50,8 @@ export async function openModel(o: { registry: Client<typeof RegistryService>; r
         outputs: v.outputs,
         binding: v.binding,
         run: async (feeds, rows) => (await v.pool.run(feeds, rows, Date.now() + CHUNK_DEADLINE_MS)).outputs,
+        // Scoring workers open their own sessions of the loader's verified artifact.
+        artifactPath: v.artifactPath,
       },
       close: () => loader.close(),
     };

@@ -2,12 +2,15 @@
 // jobs: read a chunk, turn its rows into the model's input tensors (features from the file's
 // columns, or point-in-time from the feature service), run it on the session workers while
 // the next chunks are read and queued (as many in flight as there are workers), and write
-// results in input order, each row carrying the model name and version.
+// results in input order, each row carrying the model name and version. CSV to CSV without
+// point-in-time features can instead run on scoring workers that parse, score and format
+// whole chunks of raw bytes (parallel.ts), keeping the main thread out of the per-row work.
 
 import type { FeatureBinding } from "../../gen/mlmesh/registry/v1/registry_resources_pb.js";
 import { allocate, product, type DenseTensor, type DType, type IoSpec, type TypedData } from "../../services/inference/tensors.js";
 import { AbortedError, ValidationError } from "../errors.js";
-import type { OutRow, OutValue, RowSink } from "./sink.js";
+import { ChunkWorkers } from "./parallel.js";
+import { csvField, type OutRow, type OutValue, type RowSink } from "./sink.js";
 import type { Cell, Chunk, Source } from "./source.js";
 
 /** A loaded model version as the loop needs it (services/inference's LoadedVersion fits). */
@@ -19,6 +22,8 @@ export interface BatchModel {
   readonly binding: FeatureBinding | undefined;
   /** Runs one chunk; resolves with the output tensors. */
   run(feeds: Record<string, DenseTensor>, rows: number): Promise<Record<string, DenseTensor>>;
+  /** The verified ONNX file, when scoring workers may open their own sessions of it. */
+  readonly artifactPath?: string;
 }
 
 /** Point-in-time feature values per row of a chunk: `values[r][k]` for `refs[k]`, or an error text. */
@@ -61,6 +66,12 @@ export interface BatchOptions {
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: Progress) => void;
   readonly allowNonFinite?: boolean;
+  /**
+   * CSV in and out, no point-in-time features, and model.artifactPath set: parse, score and
+   * format on this many worker threads, each with its own session (model.run is not used).
+   * Unset or 0: the loop below, scoring through model.run.
+   */
+  readonly scoringWorkers?: number;
 }
 
 /** Where each model input's columns come from: file column indexes or fetched feature indexes. */
@@ -183,8 +194,42 @@ export async function scoreBatch(o: BatchOptions): Promise<Progress> {
   const reserved = new Set(["model_name", "model_version", ...outCols.map((c) => c.column)]);
   const clash = header.find((h) => reserved.has(h));
   if (clash) throw new ValidationError("in", `the file already has a column ${JSON.stringify(clash)}, which the output adds`);
-  await o.sink.start([...header, "model_name", "model_version", ...outCols.map((c) => c.column)]);
-  await o.reject?.start(["line", "error", ...header]);
+  const allowNonFinite = o.allowNonFinite ?? false;
+  // An integer column in typed outputs (Parquet INT64, SQLite INTEGER).
+  const version = BigInt(o.model.version);
+
+  const csvPath = o.source.csvPath;
+  const writeBytes = o.sink.writeBytes?.bind(o.sink);
+  const artifact = o.model.artifactPath;
+  let workers: ChunkWorkers | undefined;
+  if ((o.scoringWorkers ?? 0) > 0 && !pit && csvPath !== undefined && writeBytes !== undefined && artifact !== undefined) {
+    // Started before the clock, as a model load is: rows/s measures the scoring itself.
+    try {
+      workers = await ChunkWorkers.open({
+        artifact,
+        plan: {
+          fields: header.length,
+          inputs: inputs.map((p) => ({ name: p.spec.name, type: p.spec.type, matrix: p.dims(1).length === 2, columns: p.columns.map((c) => ({ name: c.name, file: c.file! })) })),
+          allowNonFinite,
+          skipBadRows: o.skipBadRows,
+        },
+        prefix: `,${csvField(o.model.name)},${version}`,
+        outCols,
+        workers: o.scoringWorkers!,
+      });
+    } catch (err) {
+      o.source.close?.();
+      throw err;
+    }
+  }
+  try {
+    await o.sink.start([...header, "model_name", "model_version", ...outCols.map((c) => c.column)]);
+    await o.reject?.start(["line", "error", ...header]);
+  } catch (err) {
+    await workers?.close();
+    o.source.close?.();
+    throw err;
+  }
 
   const started = performance.now();
   let rowsRead = 0;
@@ -194,9 +239,36 @@ export async function scoreBatch(o: BatchOptions): Promise<Progress> {
     const sec = (performance.now() - started) / 1000;
     return { rowsRead, rowsScored, rowsRejected, rowsTotal: o.source.rowsTotal, rowsPerSecond: sec > 0 ? rowsScored / sec : 0 };
   };
-  const allowNonFinite = o.allowNonFinite ?? false;
-  // An integer column in typed outputs (Parquet INT64, SQLite INTEGER).
-  const version = BigInt(o.model.version);
+
+  if (workers) {
+    // The source's own reader is not used: the workers read the file's bytes.
+    o.source.close?.();
+    try {
+      await workers.run({
+        path: csvPath!,
+        batchRows: o.batchRows,
+        sink: { writeBytes: writeBytes! },
+        reject: o.reject,
+        signal: o.signal,
+        badRow: (line, column, problem) => new BadRowError(line, column, problem),
+        onChunk: (c) => {
+          rowsRead = c.rowsRead;
+          rowsScored = c.rowsScored;
+          rowsRejected = c.rowsRejected;
+          o.onProgress?.(progress());
+        },
+      });
+    } catch (err) {
+      await o.sink.close(false);
+      await o.reject?.close(o.skipBadRows && rowsRejected > 0);
+      throw err;
+    } finally {
+      await workers.close();
+    }
+    await o.sink.close(true);
+    await o.reject?.close(true);
+    return progress();
+  }
 
   /** Builds a chunk's feeds; bad rows are thrown or, with skipBadRows, rejected and left out. */
   const build = async (chunk: Chunk): Promise<{ rows: Cell[][]; raws: Array<string | undefined> | undefined; feeds: Record<string, DenseTensor> } | undefined> => {

@@ -22,6 +22,8 @@ export interface OutRow {
 export interface RowSink {
   start(header: readonly string[]): Promise<void>;
   write(rows: readonly OutRow[]): Promise<void>;
+  /** CSV sinks: rows already formatted as CSV text (UTF-8, one record a line). */
+  writeBytes?(bytes: Uint8Array): Promise<void>;
   /** Makes the output final (ok) or drops the partial output (not ok). */
   close(ok: boolean): Promise<void>;
 }
@@ -48,7 +50,8 @@ export class CsvSink implements RowSink {
   }
 
   async start(header: readonly string[]): Promise<void> {
-    this.out = createWriteStream(this.partial, { encoding: "utf8" });
+    // A buffer of a few chunks' output, so writing a chunk rarely waits for the disk.
+    this.out = createWriteStream(this.partial, { encoding: "utf8", highWaterMark: 4 << 20 });
     await new Promise<void>((resolve, reject) => {
       this.out!.once("open", () => resolve());
       this.out!.once("error", reject);
@@ -67,7 +70,11 @@ export class CsvSink implements RowSink {
     await this.put(text);
   }
 
-  private put(text: string): Promise<void> {
+  async writeBytes(bytes: Uint8Array): Promise<void> {
+    await this.put(bytes);
+  }
+
+  private put(text: string | Uint8Array): Promise<void> {
     const out = this.out!;
     if (out.write(text)) return Promise.resolve();
     return new Promise((resolve, reject) => {

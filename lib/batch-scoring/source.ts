@@ -31,6 +31,10 @@ export interface Source {
   /** Known up front for Parquet (metadata), undefined for CSV. */
   readonly rowsTotal: number | undefined;
   chunks(batchRows: number): AsyncIterable<Chunk>;
+  /** CSV only: the file, for readers of its raw bytes (scoring workers) instead of chunks(). */
+  readonly csvPath?: string;
+  /** Releases the file when chunks() will not be read to the end (or at all). */
+  close?(): void;
 }
 
 /** The format of a path by its extension (.csv / .parquet), or a ValidationError naming `field`. */
@@ -101,6 +105,8 @@ async function openCsv(path: string): Promise<Source> {
   return {
     header,
     rowsTotal: undefined,
+    csvPath: path,
+    close: () => input.destroy(),
     async *chunks(batchRows: number) {
       try {
         for (;;) {

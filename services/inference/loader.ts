@@ -27,6 +27,8 @@ export interface LoadedVersion {
   readonly name: string;
   readonly version: number;
   readonly sha256: string;
+  /** The verified artifact in the local cache (batch scoring opens its own sessions of it). */
+  readonly artifactPath: string;
   readonly inputs: readonly IoSpec[];
   readonly outputs: readonly IoSpec[];
   readonly binding: FeatureBinding | undefined;
@@ -242,6 +244,7 @@ export class ModelLoader {
       name: r.modelName,
       version,
       sha256: r.artifactSha256,
+      artifactPath: file,
       inputs,
       outputs,
       binding: r.featureBinding,

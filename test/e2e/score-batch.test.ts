@@ -132,6 +132,67 @@ describe("mlmesh score-batch", () => {
     assert.equal((JSON.parse(skipped.out) as { rows_scored: number }).rows_scored, 18);
   });
 
+  it("scores a many-chunk file on the scoring workers exactly as the row loop does (quoted line breaks, CRLF, blank lines, bad rows)", async () => {
+    // CSV -> CSV runs on the scoring workers (raw byte chunks); CSV -> Parquet runs the row
+    // loop. Both must agree on every score, on which rows are bad, and on their line numbers.
+    const input = path.join(dir, "many.csv");
+    const parts: string[] = ["account_id,note,tenure,calls,spend\n"];
+    const badLines: number[] = [];
+    let line = 2;
+    let seed = 99;
+    const rand = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32) * 4 - 2;
+    for (let i = 0; i < 30_000; i++) {
+      if (i === 5000) {
+        parts.push("\n");
+        line++;
+      }
+      const note = i % 97 === 0 ? `"two\nlines, ""quoted"" ${i}"` : `n${i}`;
+      const cells = [rand().toPrecision(i % 3 === 0 ? 17 : 5), rand().toFixed(4), rand().toExponential(3)];
+      if (i === 12_345) cells[1] = "abc";
+      if (i === 23_456) cells[2] = "";
+      if (i === 12_345 || i === 23_456) badLines.push(line);
+      parts.push(`a${i},${note},${cells.join(",")}${i % 5 === 0 ? "\r\n" : "\n"}`);
+      line += i % 97 === 0 ? 2 : 1;
+    }
+    fs.writeFileSync(input, parts.join(""));
+
+    const csvOut = path.join(dir, "many-out.csv");
+    const pqOut = path.join(dir, "many-out.parquet");
+    const csvRej = path.join(dir, "many-rej-csv.csv");
+    const pqRej = path.join(dir, "many-rej-pq.csv");
+    const [a, b] = await Promise.all([
+      run([`${model}@1`, "--in", input, "--out", csvOut, "--skip-bad-rows", "--reject", csvRej, "--batch-rows", "700", "--json"]),
+      run([`${model}@1`, "--in", input, "--out", pqOut, "--skip-bad-rows", "--reject", pqRej, "--batch-rows", "700", "--json"]),
+    ]);
+    assert.equal(a.code, 0, a.err);
+    assert.equal(b.code, 0, b.err);
+    assert.equal((JSON.parse(a.out) as { rows_scored: number }).rows_scored, 29_998);
+    const fromCsv = await readCsvColumns(csvOut);
+    const fromPq = (await parquetReadObjects({ file: await asyncBufferFromFile(pqOut) })) as Array<Record<string, unknown>>;
+    assert.equal(fromCsv.rows, 29_998);
+    assert.equal(fromPq.length, 29_998);
+    assert.deepEqual(fromCsv.columns.get("account_id"), fromPq.map((r) => r.account_id));
+    assert.deepEqual(fromCsv.columns.get("note"), fromPq.map((r) => r.note));
+    const scores = fromCsv.columns.get("score")!.map(Number);
+    fromPq.forEach((r, i) => assert.ok(Math.abs((r.score as number) - scores[i]!) <= 1e-7, `row ${i}: ${scores[i]} vs ${r.score as number}`));
+    for (const rej of [csvRej, pqRej]) {
+      const got = await readCsvColumns(rej);
+      assert.deepEqual(got.columns.get("line"), badLines.map(String), rej);
+      assert.deepEqual(got.columns.get("account_id"), ["a12345", "a23456"], rej);
+    }
+
+    // Without --skip-bad-rows both stop at the first bad row, with its line.
+    const [c, d] = await Promise.all([
+      run([`${model}@1`, "--in", input, "--out", path.join(dir, "many-stop.csv"), "--batch-rows", "700"]),
+      run([`${model}@1`, "--in", input, "--out", path.join(dir, "many-stop.parquet"), "--batch-rows", "700"]),
+    ]);
+    for (const r of [c, d]) {
+      assert.equal(r.code, 1, r.err);
+      assert.match(r.err, new RegExp(`many\\.csv: line ${badLines[0]}, column "acct:calls": "abc" is not a number`));
+    }
+    assert.equal(fs.existsSync(path.join(dir, "many-stop.csv")), false);
+  });
+
   it("refuses a missing input, an unknown model and bad flags with the right exit codes", async () => {
     const missing = await run([`${model}@1`, "--in", path.join(dir, "nope.csv"), "--out", path.join(dir, "x.csv")]);
     assert.equal(missing.code, 2);

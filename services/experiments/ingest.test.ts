@@ -95,6 +95,10 @@ describe("Ingestor over a file", () => {
       assert.deepEqual(b.ingest.logOutcomes([outcome(5, 4, "q5"), outcome(140, 1, "o140")]), { accepted: 1, duplicates: 1 });
       unitSums.set("u5", unitSums.get("u5")! + 4);
       for (const name of ["control", "treatment"]) close(b.ingest.armStats("ing", "revenue", name).plain, expected(name));
+      // A redelivery of the whole first batch (150 ids: two full 64-id lookups and a
+      // remainder) after the reopen: every id is found on disk, nothing counts twice.
+      assert.deepEqual(b.ingest.logOutcomes(Array.from({ length: 150 }, (_, i) => outcome(i, 50, `o${i}`))), { accepted: 0, duplicates: 150 });
+      for (const name of ["control", "treatment"]) close(b.ingest.armStats("ing", "revenue", name).plain, expected(name));
       // u5 is in treatment on disk: the same arm again is a duplicate, another arm is ignored.
       const again = (a: string) => b.ingest.logExposures([create(ExposureSchema, { experimentKey: "ing", unitId: "u5", arm: a, time: timestampFromMs(1_699_999_000_000) })]);
       assert.deepEqual(again("treatment"), { accepted: 0, duplicates: 1, ignored: 0 });

@@ -5,8 +5,10 @@
 // Hot path (issue #6 ingest rate): committed unit rows and exposures sit in bounded
 // read-through caches (this class is their only writer, so they never go stale); a batch
 // works on copies, writes its rows with multi-row statements at the end of its transaction,
-// and only after the commit do the copies become the in-memory state; redelivered outcome
-// ids are skipped by the INSERT itself (unique index) rather than a lookup per outcome.
+// and only after the commit do the copies become the in-memory state. Reads a batch needs
+// from SQLite (a redelivered outcome id, an uncached unit's exposures, a newly exposed unit's
+// earlier outcomes) are indexed IN lookups of CHUNK keys, not a statement per key: SQLite's
+// per-statement cost, not its b-tree, was most of their price.
 
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type Database from "better-sqlite3";
@@ -59,12 +61,44 @@ function contribution(m: Metric, u: UnitState): Contribution {
   return m.covariate !== "" && u.cov !== null ? { part: "cov", y, x: u.cov } : { part: "plain", y, x: 0 };
 }
 
+const metricKey = (exp: string, metric: string) => `${exp}\u0000${metric}`;
+
 /** Outcome names a metric reads: [numerator-side, denominator-side]. */
 function reads(m: Metric): [string, string] {
   return m.type === MetricType.RATIO ? [m.numerator, m.denominator] : [m.outcome || m.name, ""];
 }
 
 const statsKey = (exp: string, metric: string, arm: string, part: Part) => `${exp}\u0000${metric}\u0000${arm}\u0000${part}`;
+
+/** One metric's map keys and read names, built once instead of a string concatenation per outcome. */
+interface MetricKeys {
+  /** metricKey(experiment, metric). */
+  readonly mk: string;
+  readonly num: string;
+  readonly den: string;
+  /** statsKey per arm and part. */
+  readonly stats: Map<string, Record<Part, string>>;
+}
+
+// Keyed by the definition's Metric object: the store replaces a changed definition with a
+// new object (clone, then change) and never edits a stored one, so an entry cannot go stale.
+const metricKeys = new WeakMap<Metric, MetricKeys>();
+
+function keysOf(e: Experiment, m: Metric): MetricKeys {
+  let k = metricKeys.get(m);
+  if (!k) {
+    const [num, den] = reads(m);
+    k = { mk: metricKey(e.key, m.name), num, den, stats: new Map() };
+    metricKeys.set(m, k);
+  }
+  return k;
+}
+
+function statsKeyOf(k: MetricKeys, e: Experiment, m: Metric, arm: string, part: Part): string {
+  let byPart = k.stats.get(arm);
+  if (!byPart) k.stats.set(arm, (byPart = { cov: statsKey(e.key, m.name, arm, "cov"), plain: statsKey(e.key, m.name, arm, "plain") }));
+  return byPart[part];
+}
 
 function timeOf(field: string, t: Timestamp | undefined, fallback?: number): number {
   if (!t) {
@@ -95,12 +129,12 @@ interface UnitRow extends UnitState {
 
 /** A unit row with its key parts, as a batch holds it until it is written. */
 interface TxUnit extends UnitRow {
+  /** metricKey(exp, metric). */
+  readonly mk: string;
   readonly exp: string;
   readonly metric: string;
   readonly unit: string;
 }
-
-const metricKey = (exp: string, metric: string) => `${exp}\u0000${metric}`;
 
 /**
  * Unit rows keyed by (experiment, metric) then unit id: the unit id is the decoded message's
@@ -144,6 +178,15 @@ const CACHE_ENTRIES = 1_000_000;
 /** Rows per multi-row INSERT: fewer statement executions, far below SQLite's 32766 parameters. */
 const CHUNK = 64;
 const EMPTY: readonly ExposureRef[] = Object.freeze([]);
+
+interface StoredOutcome {
+  readonly metric: string;
+  readonly value: number;
+  readonly time: number;
+  readonly experimentKey: string;
+  readonly unitType: number;
+}
+const EMPTY_OUTCOMES: readonly StoredOutcome[] = Object.freeze([]);
 
 export class Ingestor {
   private readonly stats = new Map<string, ArmStats>();
@@ -210,6 +253,9 @@ export class Ingestor {
       let accepted = 0;
       let duplicates = 0;
       let ignored = 0;
+      const units = checked.map((c) => c.x.unitId);
+      this.prefetchExposures(tx, units);
+      const stored = this.storedOutcomes(units);
       for (const { x, e, time } of checked) {
         const prior = this.exposuresOf(tx, x.unitId).find((r) => r.experimentKey === e.key);
         if (prior !== undefined) {
@@ -226,18 +272,21 @@ export class Ingestor {
         tx.exposures.set(x.unitId, [...this.exposuresOf(tx, x.unitId), { experimentKey: e.key, arm: x.arm, time }]);
         tx.count(e.key, phase, x.arm);
         // Outcomes that arrived before the exposure (at or after its time) count for the unit.
-        const pending = this.st.outcomesOfUnit.all(x.unitId, time, e.key, e.unitType) as Array<{ metric: string; value: number }>;
+        const pending = (stored.get(x.unitId) ?? EMPTY_OUTCOMES).filter(
+          (o) => o.time >= time && (o.experimentKey === "" || o.experimentKey === e.key) && (o.unitType === 0 || o.unitType === e.unitType),
+        );
         for (const m of e.metrics) {
-          const [num, den] = reads(m);
-          const u: TxUnit = { num: 0, den: 0, cov: null, arm: x.arm, exp: e.key, metric: m.name, unit: x.unitId };
+          const keys = keysOf(e, m);
+          const { num, den } = keys;
+          const u: TxUnit = { num: 0, den: 0, cov: null, arm: x.arm, mk: keys.mk, exp: e.key, metric: m.name, unit: x.unitId };
           for (const o of pending) {
             if (o.metric === num) u.num += o.value;
             if (den !== "" && o.metric === den) u.den += o.value;
           }
           if (m.covariate !== "") u.cov = (this.st.covariate.get(x.unitId, m.covariate, e.key) as { value: number } | undefined)?.value ?? null;
-          tx.units.set(metricKey(e.key, m.name), x.unitId, u);
+          tx.units.set(keys.mk, x.unitId, u);
           const c = contribution(m, u);
-          addObservation(tx.stats(e.key, m.name, x.arm, c.part), c.y, c.x);
+          addObservation(tx.stats(statsKeyOf(keys, e, m, x.arm, c.part)), c.y, c.x);
         }
         accepted++;
       }
@@ -259,7 +308,7 @@ export class Ingestor {
     }
     return this.batch((tx) => {
       // Repeats of an outcome_id inside the batch are dropped here; repeats of an earlier
-      // batch's id are the rows the INSERT skips (unique index), so they are not RETURNed.
+      // batch's id are found in the unique index, CHUNK ids a lookup, in this transaction.
       const ids = new Set<string>();
       const fresh: number[] = [];
       for (let i = 0; i < list.length; i++) {
@@ -270,18 +319,21 @@ export class Ingestor {
         }
         fresh.push(i);
       }
-      const flat: Array<string | number> = [];
-      for (const i of fresh) {
-        const o = list[i]!;
-        flat.push(o.unitId, o.unitType, o.metric, o.value, times[i]!, o.outcomeId, o.experimentKey);
+      const stored = new Set<string>();
+      const lookup = [...ids];
+      for (let k = 0; k < lookup.length; k += CHUNK) {
+        const part = lookup.slice(k, k + CHUNK);
+        const st = part.length === CHUNK ? this.st.storedIds : this.sqlite.prepare(storedIdsSql(part.length)).pluck();
+        for (const id of st.all(part) as string[]) stored.add(id);
       }
-      const inserted = new Set<string>();
-      writeChunked(flat, 7, this.st.insertOutcomes, this.st.insertOutcome, (r) => inserted.add((r as { outcome_id: string }).outcome_id));
+      this.prefetchExposures(tx, list.map((o) => o.unitId));
+      const flat: Array<string | number> = [];
       let accepted = 0;
       for (const i of fresh) {
         const o = list[i]!;
-        if (o.outcomeId !== "" && !inserted.has(o.outcomeId)) continue;
+        if (o.outcomeId !== "" && stored.has(o.outcomeId)) continue;
         accepted++;
+        flat.push(o.unitId, o.unitType, o.metric, o.value, times[i]!, o.outcomeId, o.experimentKey);
         const time = times[i]!;
         for (const x of this.exposuresOf(tx, o.unitId)) {
           if (x.time > time) continue;
@@ -290,12 +342,13 @@ export class Ingestor {
           if (!e || e.status !== ExperimentStatus.RUNNING) continue;
           if (o.unitType !== 0 && o.unitType !== e.unitType) continue;
           for (const m of e.metrics) {
-            const [num, den] = reads(m);
+            const { num, den } = keysOf(e, m);
             if (o.metric !== num && o.metric !== den) continue;
             this.replace(tx, e, m, o.unitId, o.metric === num ? o.value : 0, den !== "" && o.metric === den ? o.value : 0, undefined);
           }
         }
       }
+      writeChunked(flat, 7, this.st.insertOutcomes, this.st.insertOutcome);
       return { accepted, duplicates: list.length - accepted };
     });
   }
@@ -326,6 +379,47 @@ export class Ingestor {
     });
   }
 
+  /**
+   * Reads the exposures of the units neither this batch nor the cache knows, CHUNK units a
+   * statement, into the cache (read before the batch wrote anything for them: committed state).
+   */
+  private prefetchExposures(tx: Tx, units: readonly string[]): void {
+    const missing: string[] = [];
+    const seen = new Set<string>();
+    for (const u of units) {
+      if (seen.has(u) || tx.exposures.has(u) || this.exposureCache.has(u)) continue;
+      seen.add(u);
+      missing.push(u);
+    }
+    for (let i = 0; i < missing.length; i += CHUNK) {
+      const part = missing.slice(i, i + CHUNK);
+      const st = part.length === CHUNK ? this.st.exposuresOfUnits : this.sqlite.prepare(unitsInSql(EXPOSURES_OF, part.length));
+      const found = new Map<string, ExposureRef[]>();
+      for (const r of st.all(part) as Array<{ unit_id: string; experiment_key: string; arm: string; time: number }>) {
+        let rows = found.get(r.unit_id);
+        if (!rows) found.set(r.unit_id, (rows = []));
+        rows.push({ experimentKey: r.experiment_key, arm: r.arm, time: r.time });
+      }
+      for (const u of part) cachePut(this.exposureCache, u, found.get(u) ?? EMPTY);
+    }
+  }
+
+  /** Stored outcomes of the given units, by unit, CHUNK units a statement. */
+  private storedOutcomes(units: readonly string[]): Map<string, StoredOutcome[]> {
+    const out = new Map<string, StoredOutcome[]>();
+    const distinct = [...new Set(units)];
+    for (let i = 0; i < distinct.length; i += CHUNK) {
+      const part = distinct.slice(i, i + CHUNK);
+      const st = part.length === CHUNK ? this.st.outcomesOfUnits : this.sqlite.prepare(unitsInSql(OUTCOMES_OF, part.length));
+      for (const r of st.all(part) as Array<{ unit_id: string; metric: string; value: number; time: number; experiment_key: string; unit_type: number }>) {
+        let rows = out.get(r.unit_id);
+        if (!rows) out.set(r.unit_id, (rows = []));
+        rows.push({ metric: r.metric, value: r.value, time: r.time, experimentKey: r.experiment_key, unitType: r.unit_type });
+      }
+    }
+    return out;
+  }
+
   /** The unit's exposures as this transaction sees them (its own new ones included). */
   private exposuresOf(tx: Tx, unitId: string): readonly ExposureRef[] {
     const own = tx.exposures.get(unitId);
@@ -346,7 +440,8 @@ export class Ingestor {
    * sums and, unless `cov` is undefined, setting its covariate.
    */
   private replace(tx: Tx, e: Experiment, m: Metric, unitId: string, dNum: number, dDen: number, cov: number | null | undefined): void {
-    const mk = metricKey(e.key, m.name);
+    const keys = keysOf(e, m);
+    const mk = keys.mk;
     let u = tx.units.get(mk, unitId);
     if (!u) {
       let committed = this.unitCache.get(mk, unitId);
@@ -355,7 +450,7 @@ export class Ingestor {
         if (!committed) return;
         this.unitCache.set(mk, unitId, committed);
       }
-      u = { num: committed.num, den: committed.den, cov: committed.cov, arm: committed.arm, exp: e.key, metric: m.name, unit: unitId };
+      u = { num: committed.num, den: committed.den, cov: committed.cov, arm: committed.arm, mk, exp: e.key, metric: m.name, unit: unitId };
       tx.units.set(mk, unitId, u);
     }
     const before = contribution(m, u);
@@ -363,8 +458,8 @@ export class Ingestor {
     u.den += dDen;
     if (cov !== undefined) u.cov = cov;
     const after = contribution(m, u);
-    removeObservation(tx.stats(e.key, m.name, u.arm, before.part), before.y, before.x);
-    addObservation(tx.stats(e.key, m.name, u.arm, after.part), after.y, after.x);
+    removeObservation(tx.stats(statsKeyOf(keys, e, m, u.arm, before.part)), before.y, before.x);
+    addObservation(tx.stats(statsKeyOf(keys, e, m, u.arm, after.part)), after.y, after.x);
   }
 
   /**
@@ -380,8 +475,7 @@ export class Ingestor {
       units: new UnitRows<TxUnit>(),
       exposures: new Map(),
       newExposures: [],
-      stats: (exp, metric, arm, part) => {
-        const k = statsKey(exp, metric, arm, part);
+      stats: (k) => {
         let s = touched.get(k);
         if (!s) {
           s = { ...(this.stats.get(k) ?? emptyStats()) };
@@ -412,7 +506,7 @@ export class Ingestor {
     })();
     for (const [k, s] of touched) this.stats.set(k, s);
     for (const [k, n] of counted) this.counts.set(k, n);
-    for (const u of tx.units.values()) this.unitCache.set(metricKey(u.exp, u.metric), u.unit, u);
+    for (const u of tx.units.values()) this.unitCache.set(u.mk, u.unit, u);
     for (const [unit, rows] of tx.exposures) cachePut(this.exposureCache, unit, rows);
     return result;
   }
@@ -423,25 +517,12 @@ function cachePut<V>(cache: Map<string, V>, k: string, v: V): void {
   cache.set(k, v);
 }
 
-/**
- * Writes rows given flat (`columns` values each) with the CHUNK-row statement, the remainder
- * one row at a time; `returned` receives the RETURNING rows of statements that have one.
- */
-function writeChunked(
-  flat: ReadonlyArray<string | number | null>,
-  columns: number,
-  many: Database.Statement,
-  one: Database.Statement,
-  returned?: (row: unknown) => void,
-): void {
-  const exec = (stmt: Database.Statement, params: ReadonlyArray<string | number | null>) => {
-    if (returned) for (const r of stmt.all(params)) returned(r);
-    else stmt.run(params);
-  };
+/** Writes rows given flat (`columns` values each) with the CHUNK-row statement, the remainder one row at a time. */
+function writeChunked(flat: ReadonlyArray<string | number | null>, columns: number, many: Database.Statement, one: Database.Statement): void {
   const size = CHUNK * columns;
   let i = 0;
-  for (; i + size <= flat.length; i += size) exec(many, flat.slice(i, i + size));
-  for (; i < flat.length; i += columns) exec(one, flat.slice(i, i + columns));
+  for (; i + size <= flat.length; i += size) many.run(flat.slice(i, i + size));
+  for (; i < flat.length; i += columns) one.run(flat.slice(i, i + columns));
 }
 
 interface Tx {
@@ -451,16 +532,24 @@ interface Tx {
   readonly exposures: Map<string, readonly ExposureRef[]>;
   /** New exposure rows, flat: experiment, unit, arm, time, phase. */
   readonly newExposures: Array<string | number>;
-  stats(exp: string, metric: string, arm: string, part: Part): ArmStats;
+  /** The batch's copy of the statistics under a statsKey. */
+  stats(key: string): ArmStats;
   count(exp: string, phase: number, arm: string): void;
 }
+
+const EXPOSURES_OF = "SELECT unit_id, experiment_key, arm, time FROM exposures";
+const OUTCOMES_OF = "SELECT unit_id, metric, value, time, experiment_key, unit_type FROM outcomes";
+/** `<select> WHERE unit_id IN (n placeholders)`: served by the unit_id indexes. */
+const unitsInSql = (select: string, n: number) => `${select} WHERE unit_id IN (${Array(n).fill("?").join(", ")})`;
+/** Which of n outcome ids are stored; the `<> ''` lets SQLite use the partial unique index. */
+const storedIdsSql = (n: number) => `SELECT outcome_id FROM outcomes WHERE outcome_id IN (${Array(n).fill("?").join(", ")}) AND outcome_id <> ''`;
 
 const values = (columns: number, rows: number) => Array.from({ length: rows }, () => `(${Array(columns).fill("?").join(", ")})`).join(", ");
 
 function prepare(sqlite: Database.Database) {
   const outcomeInsert = (rows: number) =>
     sqlite.prepare(
-      `INSERT INTO outcomes (unit_id, unit_type, metric, value, time, outcome_id, experiment_key) VALUES ${values(7, rows)} ON CONFLICT DO NOTHING RETURNING outcome_id`,
+      `INSERT INTO outcomes (unit_id, unit_type, metric, value, time, outcome_id, experiment_key) VALUES ${values(7, rows)}`,
     );
   const exposureInsert = (rows: number) => sqlite.prepare(`INSERT INTO exposures (experiment_key, unit_id, arm, time, phase) VALUES ${values(5, rows)}`);
   const unitUpsert = (rows: number) =>
@@ -471,9 +560,9 @@ function prepare(sqlite: Database.Database) {
     insertExposure: exposureInsert(1),
     insertExposures: exposureInsert(CHUNK),
     exposuresOfUnit: sqlite.prepare("SELECT experiment_key, arm, time FROM exposures WHERE unit_id = ?"),
-    outcomesOfUnit: sqlite.prepare(
-      "SELECT metric, value FROM outcomes WHERE unit_id = ? AND time >= ? AND (experiment_key = '' OR experiment_key = ?) AND (unit_type = 0 OR unit_type = ?)",
-    ),
+    exposuresOfUnits: sqlite.prepare(unitsInSql(EXPOSURES_OF, CHUNK)),
+    outcomesOfUnits: sqlite.prepare(unitsInSql(OUTCOMES_OF, CHUNK)),
+    storedIds: sqlite.prepare(storedIdsSql(CHUNK)).pluck(),
     insertOutcome: outcomeInsert(1),
     insertOutcomes: outcomeInsert(CHUNK),
     covariate: sqlite.prepare("SELECT value FROM covariates WHERE unit_id = ? AND name = ? AND experiment_key IN (?, '') ORDER BY experiment_key DESC LIMIT 1"),

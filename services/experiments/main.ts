@@ -23,6 +23,7 @@ import { ComparisonHistory } from "./history.js";
 import * as schema from "./schema.js";
 import { analyze, createExperimentService, observe } from "./service.js";
 import { ExperimentStore } from "./store.js";
+import { startCheckpointWorker, type CheckpointWorker } from "./wal-checkpoint.js";
 
 const MIGRATIONS = path.join(path.dirname(fileURLToPath(import.meta.url)), "migrations");
 /** How often running experiments are analysed (history snapshot, guardrail breaches) without anyone asking. */
@@ -40,10 +41,12 @@ export async function startExperiments(rt: Runtime): Promise<ServiceHandle> {
   const handle = openSqlite({ dataDir: rt.config.dataDir, file: "experiments.db", schema, migrationsFolder: MIGRATIONS });
   const subscriptions: Subscription[] = [];
   let watch: NodeJS.Timeout | undefined;
+  let checkpoints: CheckpointWorker | undefined;
   // Each data directory keeps its own statistics, so each gets its own durable consumers
   // (replicas with separate SQLite files must all see every event); a restart resumes.
   const instance = createHash("sha256").update(path.resolve(rt.config.dataDir)).digest("hex").slice(0, 12);
   try {
+    checkpoints = await startCheckpointWorker(handle.sqlite, logger);
     const rpcMetrics = createRpcMetrics();
     const outbox = new Outbox(handle.sqlite, rt.bus, logger, "experiments");
     const store = new ExperimentStore(handle.sqlite, outbox, clock);
@@ -106,12 +109,14 @@ export async function startExperiments(rt: Runtime): Promise<ServiceHandle> {
         clearInterval(watch);
         for (const s of subscriptions) await s.stop();
         await outbox.stop();
+        await checkpoints?.stop();
         handle.close();
       },
     });
   } catch (err) {
     clearInterval(watch);
     for (const s of subscriptions) await s.stop();
+    await checkpoints?.stop();
     handle.close();
     throw err;
   }

@@ -33,7 +33,9 @@ export const exposures = sqliteTable(
     time: integer("time").notNull(),
     phase: integer("phase").notNull(),
   },
-  (t) => [primaryKey({ columns: [t.experimentKey, t.unitId] }), index("exposures_unit_idx").on(t.unitId)],
+  // Unit first: the one key serves both the uniqueness and the by-unit lookups of ingest, so
+  // an exposure is one b-tree insert (the migration also makes the table WITHOUT ROWID).
+  (t) => [primaryKey({ columns: [t.unitId, t.experimentKey] })],
 );
 
 /** Every accepted outcome, so an exposure that arrives later can pick up earlier outcomes. */
@@ -50,8 +52,8 @@ export const outcomes = sqliteTable(
     outcomeId: text("outcome_id").notNull(),
     experimentKey: text("experiment_key").notNull(),
   },
-  // outcome_id is unique when given, so a redelivered outcome is skipped by the INSERT itself
-  // (ON CONFLICT DO NOTHING) instead of a lookup per outcome.
+  // outcome_id is unique when given: ingest finds redelivered ids with it (IN lookups of 64
+  // ids), and a repeat could never be stored twice.
   (t) => [index("outcomes_unit_idx").on(t.unitId), uniqueIndex("outcomes_id_uidx").on(t.outcomeId).where(sql`${t.outcomeId} <> ''`)],
 );
 
@@ -68,7 +70,11 @@ export const covariates = sqliteTable(
   (t) => [primaryKey({ columns: [t.unitId, t.name, t.experimentKey] })],
 );
 
-/** Per exposed unit and metric: the unit's aggregates (what its contribution is made of). */
+/**
+ * Per exposed unit and metric: the unit's aggregates (what its contribution is made of).
+ * WITHOUT ROWID (set in migration 0002; drizzle cannot say it): the row lives in its key's
+ * b-tree, one write per upsert instead of two.
+ */
 export const unitMetrics = sqliteTable(
   "unit_metrics",
   {

@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { Health, HealthCheckRequestSchema } from "../gen/grpc/health/v1/health_pb.js";
 import { closeAllClients, createServiceClient } from "../lib/clients.js";
+import { setLocalCallsEnabled } from "../lib/local-calls.js";
 import { createHealthService, HealthState, ServingStatus } from "../lib/health.js";
 import { createLogger } from "../lib/logger.js";
 import { startServer } from "../lib/server.js";
@@ -77,7 +78,8 @@ async function main() {
     shutdownGraceMs: 1000,
   };
   const server = await startServer({ ...serverOptions, grpcServer: "node-http2" });
-  const grpcJsServer = await startServer({ ...serverOptions, grpcServer: "grpc-js" });
+  // grpc-js on the gRPC port, and connect-node alone on the HTTP port (no unary JSON fast path).
+  const grpcJsServer = await startServer({ ...serverOptions, grpcServer: "grpc-js", connectFastPath: false });
   const state = new HealthState();
   state.set("", ServingStatus.SERVING);
   const inProcess = createHealthService(state);
@@ -113,10 +115,10 @@ async function main() {
   const bareToMesh = bareCall(h2Session);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const body = "{}";
-  const jsonCall = () =>
+  const jsonCallTo = (httpUrl: string) => () =>
     new Promise<void>((resolve, reject) => {
       const req = http.request(
-        `${server.httpUrl}/grpc.health.v1.Health/Check`,
+        `${httpUrl}/grpc.health.v1.Health/Check`,
         { method: "POST", agent, headers: { "content-type": "application/json", "content-length": body.length } },
         (res) => {
           res.resume();
@@ -130,10 +132,16 @@ async function main() {
   const cells: Cell[] = [];
   for (const concurrency of [1, 16]) {
     cells.push(await measure("floor: bare node:http2", concurrency, floorCall));
+    // Client and servers share this process, where the mesh client would call in-process
+    // (lib/local-calls.ts): the network cells turn that off, and one cell measures it.
+    setLocalCallsEnabled(false);
     cells.push(await measure("mesh gRPC (node:http2 server + mesh client)", concurrency, () => mesh.check(request)));
     cells.push(await measure("mesh gRPC (grpc-js server + mesh client)", concurrency, () => meshOnGrpcJs.check(request)));
+    setLocalCallsEnabled(true);
+    cells.push(await measure("mesh client, in-process call (same process, lib/local-calls.ts)", concurrency, () => mesh.check(request)));
     cells.push(await measure("mesh node:http2 server + bare http2 client", concurrency, bareToMesh));
-    cells.push(await measure("mesh Connect JSON, HTTP/1.1", concurrency, jsonCall));
+    cells.push(await measure("mesh Connect JSON, HTTP/1.1 (lib/connect-unary.ts)", concurrency, jsonCallTo(server.httpUrl)));
+    cells.push(await measure("mesh Connect JSON, HTTP/1.1 (connect-node)", concurrency, jsonCallTo(grpcJsServer.httpUrl)));
     cells.push(await measure("handler alone, in-process", concurrency, async () => inProcess.check(request, undefined as never)));
   }
   floorSession.close();

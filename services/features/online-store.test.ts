@@ -36,6 +36,14 @@ function onlineStoreSuite(name: string, open: () => Promise<{ store: OnlineStore
       assert.equal(c, undefined);
     });
 
+    it("answers a batch in key order, with repeated, missing and look-alike keys", async () => {
+      // The SQLite store reads a batch in one statement and maps rows back by position.
+      await store.writeLatest("v_batch", [row("7", 100, [7]), row('["7"]', 200, ["json"]), row("007", 300, ["zeros"])], 1000);
+      const got = await store.readMany("v_batch", ["nope", "7", "007", "7", '["7"]', "nope"]);
+      assert.deepEqual(got.map((r) => r?.valuesJson), [undefined, "[7]", '["zeros"]', "[7]", '["json"]', undefined]);
+      assert.equal(got.length, 6);
+    });
+
     it("lets an equal event time replace the row (the later write wins, as offline)", async () => {
       assert.equal(await store.writeLatest("v1", [row("42", 2000, [3, 30])], 6000), 1);
       assert.deepEqual((await store.readMany("v1", ["42"]))[0], { eventTime: 2000, valuesJson: "[3,30]" });

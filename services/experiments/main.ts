@@ -23,7 +23,7 @@ import { ComparisonHistory } from "./history.js";
 import * as schema from "./schema.js";
 import { analyze, createExperimentService, observe } from "./service.js";
 import { ExperimentStore } from "./store.js";
-import { startCheckpointWorker, type CheckpointWorker } from "./wal-checkpoint.js";
+import { startCheckpointWorker, type CheckpointWorker } from "../../lib/wal-checkpoint.js";
 
 const MIGRATIONS = path.join(path.dirname(fileURLToPath(import.meta.url)), "migrations");
 /** How often running experiments are analysed (history snapshot, guardrail breaches) without anyone asking. */

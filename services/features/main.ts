@@ -4,7 +4,6 @@
 import { createHash } from "node:crypto";
 import Database from "better-sqlite3";
 import path from "node:path";
-import { Worker } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
 import { FeatureService } from "../../gen/mlmesh/features/v1/features_service_pb.js";
 import { openSqlite } from "../../lib/db.js";
@@ -28,47 +27,12 @@ import { createFeatureService } from "./service.js";
 import { DefinitionStore } from "./store.js";
 import { StreamIngestor } from "./stream-ingest.js";
 import type { Subscription } from "../../lib/events.js";
+import { startCheckpointWorker, type CheckpointWorker } from "../../lib/wal-checkpoint.js";
 import { WriteGate } from "./write-gate.js";
 import { TransformRegistry, type TransformSpec } from "./transforms.js";
 
 const MIGRATIONS = path.join(path.dirname(fileURLToPath(import.meta.url)), "migrations");
-const CHECKPOINT_WORKER = new URL("./checkpoint-worker.mjs", import.meta.url);
 
-/**
- * Move WAL checkpoints to a worker (see checkpoint-worker.mjs). If it cannot start or
- * dies, SQLite's automatic checkpoints are turned back on, so the WAL never grows unbounded.
- */
-async function startCheckpointWorker(sqlite: Database.Database, file: string, logger: Logger): Promise<Worker | undefined> {
-  const worker = new Worker(CHECKPOINT_WORKER, { workerData: { path: file, intervalMs: 1000 } });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      worker.once("message", () => resolve());
-      worker.once("error", reject);
-      worker.once("exit", (code) => reject(new Error(`exited with ${code}`)));
-    });
-  } catch (err) {
-    logger.warn({ err }, "features: WAL checkpoint worker did not start; SQLite checkpoints inline");
-    await worker.terminate();
-    return undefined;
-  }
-  sqlite.pragma("wal_autocheckpoint = 0");
-  worker.on("message", (m: { error?: string }) => {
-    if (m.error) logger.warn({ error: m.error }, "features: WAL checkpoint failed; will retry");
-  });
-  worker.on("error", (err) => logger.error({ err }, "features: WAL checkpoint worker failed"));
-  worker.once("exit", () => {
-    if (sqlite.open) sqlite.pragma("wal_autocheckpoint = 1000");
-  });
-  return worker;
-}
-
-async function stopCheckpointWorker(worker: Worker | undefined): Promise<void> {
-  if (!worker) return;
-  const exited = new Promise((r) => worker.once("exit", r));
-  worker.postMessage("stop");
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
-  await worker.terminate();
-}
 
 /** Feature-service settings; the CLI fills them from MLMESH_FEATURES_* / MLMESH_REDIS_URL. */
 export interface FeaturesOptions {
@@ -108,11 +72,11 @@ export async function startFeatures(rt: Runtime, options: FeaturesOptions = {}):
   // commits in one transaction spread over several ticks, and readers must not see it
   // half-done (WAL gives this connection the last committed state).
   let reader: Database.Database | undefined;
-  let checkpoints: Worker | undefined;
+  let checkpoints: CheckpointWorker | undefined;
   try {
     reader = new Database(handle.path, { readonly: true, fileMustExist: true });
     reader.pragma("busy_timeout = 5000");
-    checkpoints = await startCheckpointWorker(handle.sqlite, handle.path, logger);
+    checkpoints = await startCheckpointWorker(handle.sqlite, logger);
     const gate = new WriteGate();
     if (options.onlineStore === "redis") {
       if (!options.redisUrl) throw new Error("the Redis online store needs MLMESH_REDIS_URL");
@@ -180,7 +144,7 @@ export async function startFeatures(rt: Runtime, options: FeaturesOptions = {}):
         await jobs.stop();
         await outbox.stop();
         await store.close();
-        await stopCheckpointWorker(ckpt);
+        await ckpt?.stop();
         readOnly.close();
         handle.close();
       },
@@ -189,7 +153,7 @@ export async function startFeatures(rt: Runtime, options: FeaturesOptions = {}):
     await streamSub?.stop();
     await materializer?.stop();
     await online?.close();
-    await stopCheckpointWorker(checkpoints);
+    await checkpoints?.stop();
     reader?.close();
     handle.close();
     throw err;

@@ -1,8 +1,9 @@
-// WAL checkpoints of features.db off the event loop. A large upload commits hundreds of MB
-// into the write-ahead log; SQLite's automatic checkpoint would then copy them into the
-// database file synchronously inside COMMIT, stalling the service for seconds. The
-// service turns automatic checkpoints off on its connection and this worker runs PASSIVE
-// checkpoints (they never block readers or the writer) on its own connection instead.
+// WAL checkpoints of a service's SQLite database off the event loop (lib/wal-checkpoint.ts).
+// A large commit (a feature upload, an ingest batch) fills the write-ahead log; SQLite's
+// automatic checkpoint would copy it into the database file (and fsync it) inside the COMMIT
+// of whichever transaction crosses the threshold, on the thread that serves RPCs. The service
+// turns automatic checkpoints off on its connection and this worker runs PASSIVE checkpoints
+// (they never block the writer or readers) on its own connection.
 // Plain JavaScript so the worker starts without the TypeScript loader.
 
 import { parentPort, workerData } from "node:worker_threads";

@@ -11,6 +11,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { FeatureService } from "../gen/mlmesh/features/v1/features_service_pb.js";
 import { ValueType } from "../gen/mlmesh/types/v1/types_pb.js";
 import { createServiceClient } from "../lib/clients.js";
+import { setLocalCallsEnabled } from "../lib/local-calls.js";
 import { loadConfig } from "../lib/config.js";
 import { openSqlite } from "../lib/db.js";
 import { JetStreamBus } from "../lib/events.js";
@@ -39,6 +40,9 @@ const bus = await JetStreamBus.connect({ servers: natsUrl, name: "bench-features
 const config = loadConfig({ MLMESH_DATA_DIR: dataDir, MLMESH_FEATURES_GRPC_PORT: "0", MLMESH_FEATURES_HTTP_PORT: "0", MLMESH_NATS_URL: natsUrl });
 const rt: Runtime = { config, logger, bus, mode: "single", close: async () => bus.close() };
 const service = await startFeatures(rt, redis ? { onlineStore: "redis", redisUrl, redisKeyPrefix: prefix } : {});
+// The service runs in this process: without this the client would call it in-process
+// (lib/local-calls.ts) and nothing would cross the wire.
+setLocalCallsEnabled(false);
 const client = createServiceClient(FeatureService, service.grpcUrl);
 
 const names = Array.from({ length: FEATURES }, (_, i) => `f${i}`);

@@ -1,9 +1,11 @@
 // Benchmark (not a test): GetOnlineFeatures for 100 entities x 20 features over gRPC, in
 // the row-major and the columnar answer, against the in-process store lookup of the same
-// keys (its limit), and WriteFeatures throughput. Client and server share this process
-// (and its CPU): the client's protobuf-es decode is part of every figure. Run: node --import tsx bench/features-online.ts [--redis]
+// keys (its limit), and WriteFeatures throughput. The measured client runs in its own process
+// (bench/features-online-client.ts), so its decode and GC are not the server's; on this
+// 2-core machine the two still share the CPU. Run: node --import tsx bench/features-online.ts [--redis]
 // (needs NATS on MLMESH_NATS_URL or 127.0.0.1:4222; --redis needs MLMESH_REDIS_URL or a local Redis).
 
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -66,35 +68,23 @@ for (let start = 0; start < ENTITIES; start += 10_000) {
 }
 const writeSeconds = (performance.now() - started) / 1000;
 
-const refs = names.map((n) => `bench:${n}`);
 const pick = () => Array.from({ length: BATCH }, () => Math.floor(Math.random() * ENTITIES));
-const entitiesOf = (ids: number[]) => ids.map((id) => ({ keys: { user_id: { kind: { case: "int64Value" as const, value: BigInt(id) } } } }));
 
-for (let i = 0; i < 300; i++) await client.getOnlineFeatures({ entities: entitiesOf(pick()), refs });
-for (let i = 0; i < 300; i++) await client.getOnlineFeatures({ entities: entitiesOf(pick()), refs, columnar: true });
-// Row-major (one FeatureValue message per value) and columnar (packed arrays per ref)
-// answers, interleaved so both see the same machine load.
-// Blocks of 100 calls per mode, alternating; the server's own view of each block (sum of
-// mlmesh_rpc_server_duration_seconds) is read from /metrics between blocks.
-const serverSeconds = async () => {
-  const body = await (await fetch(`${service.httpUrl}/metrics`)).text();
-  const m = /mlmesh_rpc_server_duration_seconds_sum\{[^}]*method="GetOnlineFeatures"[^}]*\} ([0-9.e+-]+)/.exec(body);
-  return m ? Number(m[1]) : NaN;
-};
-const rpc: number[] = [];
-const rpcColumnar: number[] = [];
-const server = { rows: 0, columnar: 0 };
-for (let block = 0; block < (2 * CALLS) / 100; block++) {
-  const columnar = block % 2 === 1;
-  const s0 = await serverSeconds();
-  for (let i = 0; i < 100; i++) {
-    const entities = entitiesOf(pick());
-    const t0 = performance.now();
-    await client.getOnlineFeatures({ entities, refs, columnar });
-    (columnar ? rpcColumnar : rpc).push(performance.now() - t0);
-  }
-  server[columnar ? "columnar" : "rows"] += (await serverSeconds()) - s0;
-}
+// The calls come from a client in its own process (bench/features-online-client.ts); this
+// process keeps serving meanwhile, so the child is awaited, never waited for synchronously.
+const measuredOut = await new Promise<string>((resolve, reject) => {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", path.join(path.dirname(new URL(import.meta.url).pathname), "features-online-client.ts"), service.grpcUrl, service.httpUrl, String(ENTITIES), String(FEATURES), String(BATCH), String(CALLS)],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
+  child.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`features-online-client failed (${code}): ${err}`))));
+});
+const { rows: rpc, columnar: rpcColumnar, server } = JSON.parse(measuredOut) as { rows: number[]; columnar: number[]; server: { rows: number; columnar: number } };
 
 // The limit: the same lookups straight on the store, plus the JSON decode, no RPC.
 let store: OnlineStore;

@@ -12,6 +12,7 @@
 // deadline timer does while it runs). Keepalive pings find dead peers behind quiet links.
 
 import http2 from "node:http2";
+import net from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import type { TlsMaterial } from "./tls.js";
@@ -46,7 +47,10 @@ export class H2Channel {
     readonly opts: ChannelOptions,
   ) {
     this.url = `${opts.tls ? "https" : "http"}://${target}`;
+    this.ipHost = net.isIP(new URL(this.url).hostname.replace(/^\[|\]$/g, "")) !== 0;
   }
+
+  private readonly ipHost: boolean;
 
   /** The live session, or a new one if the last closed, failed or is draining. */
   sessionFor(): http2.ClientHttp2Session {
@@ -58,7 +62,9 @@ export class H2Channel {
   private connect(): http2.ClientHttp2Session {
     const tls = this.opts.tls;
     const s = http2.connect(this.url, {
-      ...(tls ? { ca: tls.ca, cert: tls.cert, key: tls.key } : {}),
+      // No SNI for an IP address (RFC 6066; Node warns otherwise); the certificate is still
+      // checked against the address itself.
+      ...(tls ? { ca: tls.ca, cert: tls.cert, key: tls.key, ...(this.ipHost ? { servername: "" } : {}) } : {}),
       settings: { enablePush: false, initialWindowSize: 1 << 20 },
       // Large responses (feature reads, model uploads) should not stall on flow control.
       maxSessionMemory: 64,

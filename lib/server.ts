@@ -222,7 +222,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   health.set("", ServingStatus.SERVING);
   for (const reg of opts.services) health.set(reg.service.typeName, ServingStatus.SERVING);
 
-  const grpcUrl = `${opts.tls ? "https" : "http"}://${opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host}:${grpcPort}`;
+  // A wildcard bind is reached on loopback.
+  const host = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host;
+  const grpcUrl = `${opts.tls ? "https" : "http"}://${host}:${grpcPort}`;
   const withdrawLocal = registerLocalServices(grpcUrl, bindings, observe, shutdownController.signal);
 
   const shutdown = async () => {
@@ -256,7 +258,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await closed;
   };
 
-  const host = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host;
   return {
     name: opts.name,
     grpcPort,

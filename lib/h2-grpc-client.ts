@@ -14,7 +14,7 @@
 import http2 from "node:http2";
 import net from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { decodeStatusDetails } from "./status-details.js";
 import type { TlsMaterial } from "./tls.js";
 
 const {
@@ -175,34 +175,6 @@ function decodeGrpcMessage(v: string | undefined): string {
   } catch {
     return v;
   }
-}
-
-/** The `details` (google.protobuf.Any) of a serialized google.rpc.Status, as connect's incoming details. */
-export function decodeStatusDetails(bytes: Uint8Array): Array<{ type: string; value: Uint8Array }> {
-  const out: Array<{ type: string; value: Uint8Array }> = [];
-  try {
-    const r = new BinaryReader(bytes);
-    while (r.pos < r.len) {
-      const [field, wire] = r.tag();
-      if (field !== 3) {
-        r.skip(wire);
-        continue;
-      }
-      const any = new BinaryReader(r.bytes());
-      let type = "";
-      let value: Uint8Array = new Uint8Array();
-      while (any.pos < any.len) {
-        const [f, w] = any.tag();
-        if (f === 1) type = any.string().replace(/^.*\//, "");
-        else if (f === 2) value = any.bytes();
-        else any.skip(w);
-      }
-      out.push({ type, value });
-    }
-  } catch {
-    // Malformed details never hide the status itself.
-  }
-  return out;
 }
 
 function statusError(headers: http2.IncomingHttpHeaders): ConnectError | undefined {

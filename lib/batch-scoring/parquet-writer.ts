@@ -7,7 +7,7 @@
 
 import { createWriteStream, type WriteStream } from "node:fs";
 import fs from "node:fs/promises";
-import type { OutRow, OutValue, RowSink } from "./sink.js";
+import { writeRespectingDrain, type OutRow, type OutValue, type RowSink } from "./sink.js";
 import type { Cell } from "./source.js";
 
 const ROW_GROUP_ROWS = 65_536;
@@ -191,16 +191,7 @@ export class ParquetSink implements RowSink {
 
   private put(b: Buffer): Promise<void> {
     this.offset += b.length;
-    const out = this.out!;
-    if (out.write(b)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const onError = (e: Error) => reject(e);
-      out.once("error", onError);
-      out.once("drain", () => {
-        out.off("error", onError);
-        resolve();
-      });
-    });
+    return writeRespectingDrain(this.out!, b);
   }
 
   async close(ok: boolean): Promise<void> {

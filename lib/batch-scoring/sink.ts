@@ -75,16 +75,7 @@ export class CsvSink implements RowSink {
   }
 
   private put(text: string | Uint8Array): Promise<void> {
-    const out = this.out!;
-    if (out.write(text)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const onError = (e: Error) => reject(e);
-      out.once("error", onError);
-      out.once("drain", () => {
-        out.off("error", onError);
-        resolve();
-      });
-    });
+    return writeRespectingDrain(this.out!, text);
   }
 
   async close(ok: boolean): Promise<void> {
@@ -123,4 +114,17 @@ export class SqliteTableSink implements RowSink {
   }
 
   async close(): Promise<void> {}
+}
+
+/** Writes `chunk`; when the stream's buffer is full, resolves on "drain" (rejects on "error"). */
+export function writeRespectingDrain(out: NodeJS.WritableStream, chunk: string | Uint8Array): Promise<void> {
+  if (out.write(chunk)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onError = (e: Error) => reject(e);
+    out.once("error", onError);
+    out.once("drain", () => {
+      out.off("error", onError);
+      resolve();
+    });
+  });
 }

@@ -1,7 +1,7 @@
-// OpenTelemetry set-up, done once per process before any server starts: a tracer provider
-// that always records (so trace ids reach logs and cross-service calls even when nothing is
-// exported), W3C trace context propagation, and OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT
-// is set. Also the helpers that carry trace context and deadlines through gRPC and NATS.
+// OpenTelemetry set-up, done once per process before any server starts: with
+// OTEL_EXPORTER_OTLP_ENDPOINT set, the SDK recording every span and exporting it over OTLP;
+// without, a provider that only mints trace and span ids (so they still reach logs and
+// cross-service calls) and records nothing. W3C trace context propagation either way. Also the helpers that carry trace context and deadlines through gRPC and NATS.
 
 import { context, createContextKey, propagation, trace, type Context, type Span, type Tracer } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
@@ -10,12 +10,14 @@ import { OTLPTraceExporter as OtlpHttpJsonExporter } from "@opentelemetry/export
 import { OTLPTraceExporter as OtlpHttpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { NodeSDK } from "@opentelemetry/sdk-node";
-import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
 import type { Config } from "./config.js";
+import { IdsOnlyTracerProvider } from "./trace-ids-only.js";
 import { MLMESH_VERSION } from "./version.js";
 
 let sdk: NodeSDK | undefined;
+let idsOnly: IdsOnlyTracerProvider | undefined;
 let contextManagerReady = false;
 
 /**
@@ -37,22 +39,21 @@ export function ensureContextManager(): void {
  * Idempotent: the first call wins.
  */
 export function startTelemetry(config: Config, serviceName: string): void {
-  if (sdk) return;
-  const processors: SpanProcessor[] = [];
-  if (config.otel.endpoint) {
-    // OTEL_EXPORTER_OTLP_ENDPOINT is the collector's base URL; traces go to /v1/traces.
-    const url = `${config.otel.endpoint.replace(/\/+$/, "")}/v1/traces`;
-    const exporter = config.otel.protocol === "http/json" ? new OtlpHttpJsonExporter({ url }) : new OtlpHttpProtoExporter({ url });
-    processors.push(new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500 }));
-  } else {
-    // NodeSDK registers no tracer provider without a processor, and a no-op provider never
-    // mints trace ids; this one records spans and drops them.
-    processors.push(new NoopSpanProcessor());
+  if (sdk || idsOnly) return;
+  if (!config.otel.endpoint) {
+    // Nothing to export to: mint ids, record nothing (lib/trace-ids-only.ts).
+    idsOnly = new IdsOnlyTracerProvider();
+    trace.setGlobalTracerProvider(idsOnly);
+    ensureContextManager();
+    return;
   }
+  // OTEL_EXPORTER_OTLP_ENDPOINT is the collector's base URL; traces go to /v1/traces.
+  const url = `${config.otel.endpoint.replace(/\/+$/, "")}/v1/traces`;
+  const exporter = config.otel.protocol === "http/json" ? new OtlpHttpJsonExporter({ url }) : new OtlpHttpProtoExporter({ url });
   sdk = new NodeSDK({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName, [ATTR_SERVICE_VERSION]: MLMESH_VERSION }),
     autoDetectResources: false,
-    spanProcessors: processors,
+    spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500 })],
     metricReaders: [],
     logRecordProcessors: [],
     instrumentations: [],
@@ -66,6 +67,10 @@ export function startTelemetry(config: Config, serviceName: string): void {
 export async function stopTelemetry(): Promise<void> {
   const s = sdk;
   sdk = undefined;
+  if (idsOnly) {
+    idsOnly = undefined;
+    trace.disable();
+  }
   if (s) await s.shutdown().catch(() => undefined);
 }
 

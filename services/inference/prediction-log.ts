@@ -11,22 +11,19 @@
 import { createHmac, randomUUID } from "node:crypto";
 import { mkdir, open, readFile, stat, truncate, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { trace, type SpanContext } from "@opentelemetry/api";
 import { Counter, Gauge, type Registry } from "prom-client";
-import {
-  PredictionLogBatchSchema,
-  PredictionLoggedSchema,
-  type PredictionLogBatch,
-  type PredictionLogged,
-} from "../../gen/mlmesh/events/v1/inference_events_pb.js";
+import { PredictionLogBatchSchema, type PredictionLogBatch } from "../../gen/mlmesh/events/v1/inference_events_pb.js";
 import type { Row, RowOutputSchema } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
 import type { FeatureBinding } from "../../gen/mlmesh/registry/v1/registry_resources_pb.js";
-import { ValueSchema } from "../../gen/mlmesh/types/v1/types_pb.js";
+import type { ValueSchema } from "../../gen/mlmesh/types/v1/types_pb.js";
 import type { EventBus } from "../../lib/events.js";
 import type { Logger } from "../../lib/logger.js";
+import { PbWriter } from "../../lib/pb-writer.js";
 import { NO_PII, type PiiPolicy } from "./pii.js";
+import { writeBatchMeta, writeBatchRecord } from "./prediction-log-wire.js";
 import { product, type DenseTensor } from "./tensors.js";
 
 export interface PredictionLogOptions {
@@ -142,18 +139,6 @@ export function inputsFromFeeds(feeds: Record<string, DenseTensor>, rows: number
   return result;
 }
 
-/** Replaces PII columns of a record's inputs by a salted HMAC-SHA256 (hex) of their value. */
-export function maskInputs(record: PredictionLogged, pii: ReadonlySet<string>, salt: string): PredictionLogged {
-  if (pii.size === 0) return record;
-  for (const [k, v] of Object.entries(record.inputs)) {
-    const short = k.includes(":") ? k.slice(k.indexOf(":") + 1) : k;
-    if (!pii.has(k) && !pii.has(short)) continue;
-    const clear = v.kind.case === undefined ? "" : v.kind.case === "floatVectorValue" ? v.kind.value.values.join(",") : String(v.kind.value);
-    record.inputs[k] = create(ValueSchema, { kind: { case: "stringValue", value: hashPii(salt, clear) } });
-  }
-  return record;
-}
-
 interface Pending {
   readonly subject: string;
   readonly msgId: string;
@@ -170,7 +155,10 @@ const MAX_LINKS = 128;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class PredictionLog {
-  private readonly buffers = new Map<string, PredictionLogged[]>();
+  /** Per model: records encoded since its last batch was cut. */
+  private readonly buffers = new Map<string, { writer: PbWriter; records: number }>();
+  private readonly metaWriter = new PbWriter(256);
+  private readonly hashOf = (clear: string) => hashPii(this.salt, clear);
   /** Calls logged but not yet turned into records (see log()). */
   private calls: Array<{ call: ScoredCall; span: SpanContext | undefined }> = [];
   /** Per model: the request spans whose records wait in its buffer (linked from the batch's producer span). */
@@ -278,32 +266,35 @@ export class PredictionLog {
     const policy = this.piiSource?.policyFor(call.binding) ?? NO_PII;
     const columns = this.pii.size === 0 ? policy.columns : policy.columns.size === 0 ? this.pii : new Set([...this.pii, ...policy.columns]);
     const dense = call.rows ? undefined : call.feeds ? inputsFromFeeds(call.feeds, call.rowCount, policy, this.salt) : undefined;
-    const bufferOf = () => {
-      let b = this.buffers.get(call.modelName);
-      if (!b) this.buffers.set(call.modelName, (b = []));
-      return b;
-    };
+    // Dense inputs had the views' tags applied column by column above; hashing again would break joins.
+    const maskColumns = call.rows ? columns : this.pii;
+    const masking = maskColumns.size === 0 ? undefined : { columns: maskColumns, hash: this.hashOf };
     const time = timestampFromMs(call.timeMs);
+    const latencyUs = Math.round(call.latencyUs);
     for (let r = 0; r < call.rowCount; r++) {
       const row = call.rows?.[r];
-      const record = create(PredictionLoggedSchema, {
-        requestId: call.requestId,
-        traceId,
-        entity: row?.entity,
-        modelName: call.modelName,
-        version: BigInt(call.version),
-        inputs: row ? row.values : (dense?.[r] ?? {}),
-        output: outputs[r],
-        latencyUs: BigInt(Math.round(call.latencyUs)),
-        time,
-        servedAs: call.servedAs ?? "",
-        rowIndex: r,
-        endpoint: call.endpoint ?? "",
-      });
-      const buf = bufferOf();
-      // Dense inputs had the views' tags applied column by column above; hashing again would break joins.
-      buf.push(maskInputs(record, row ? columns : this.pii, this.salt));
-      if (buf.length >= this.maxBatch) this.cut(call.modelName);
+      let buf = this.buffers.get(call.modelName);
+      if (!buf) this.buffers.set(call.modelName, (buf = { writer: new PbWriter(), records: 0 }));
+      writeBatchRecord(
+        buf.writer,
+        {
+          requestId: call.requestId,
+          traceId,
+          entity: row?.entity,
+          modelName: call.modelName,
+          version: call.version,
+          inputs: row ? row.values : (dense?.[r] ?? {}),
+          output: outputs[r],
+          latencyUs,
+          time,
+          servedAs: call.servedAs ?? "",
+          rowIndex: r,
+          endpoint: call.endpoint ?? "",
+        },
+        masking,
+      );
+      buf.records++;
+      if (buf.records >= this.maxBatch) this.cut(call.modelName);
     }
     this.metrics.records.inc({ model: call.modelName }, call.rowCount);
   }
@@ -311,24 +302,25 @@ export class PredictionLog {
   /** Moves every buffered record into batches and starts sending. */
   flush(): void {
     this.build();
-    for (const model of [...this.buffers.keys()]) this.cut(model);
+    for (const model of this.buffers.keys()) this.cut(model);
   }
 
   private cut(model: string): void {
-    const records = this.buffers.get(model);
-    if (!records || records.length === 0) return;
-    this.buffers.set(model, []);
+    const buf = this.buffers.get(model);
+    if (!buf || buf.records === 0) return;
     const links = this.bufferSpans.get(model);
     this.bufferSpans.delete(model);
-    for (let i = 0; i < records.length; i += this.maxBatch) {
-      const part = records.slice(i, i + this.maxBatch);
-      const eventId = randomUUID();
-      const batch = create(PredictionLogBatchSchema, {
-        meta: { eventId, occurredAt: timestampFromMs(Date.now()), producer: "inference", sequence: ++this.sequence },
-        records: part,
-      });
-      this.queue.push({ subject: predictionSubject(model), msgId: eventId, model, records: part.length, data: toBinary(PredictionLogBatchSchema, batch), links });
-    }
+    const eventId = randomUUID();
+    // PredictionLogBatch: meta (field 1) first, then the records (field 2) as appended.
+    const head = this.metaWriter;
+    head.reset();
+    writeBatchMeta(head, { eventId, occurredAt: timestampFromMs(Date.now()), producer: "inference", sequence: ++this.sequence });
+    const data = new Uint8Array(head.pos + buf.writer.pos);
+    data.set(head.copy(), 0);
+    data.set(buf.writer.copy(), head.pos);
+    this.queue.push({ subject: predictionSubject(model), msgId: eventId, model, records: buf.records, data, links });
+    buf.writer.reset();
+    buf.records = 0;
     this.kick();
   }
 

@@ -9,6 +9,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Registry } from "prom-client";
 import { create } from "@bufbuild/protobuf";
+import { decodeMonitoredBatch } from "./log-decoder.js";
 import { DriftPolicyChangedSchema, OutcomesRecordedSchema, PredictionLogBatchSchema } from "../../../gen/mlmesh/events/v1/inference_events_pb.js";
 import type { InferenceService } from "../../../gen/mlmesh/inference/v1/inference_service_pb.js";
 import type { Subscription } from "../../../lib/events.js";
@@ -88,6 +89,7 @@ export async function startMonitoring(deps: MonitoringDeps): Promise<Monitoring>
         durable: `inference_monitor_${replica}`,
         filterSubject: "mlmesh.inference.predictions.>",
         schema: PredictionLogBatchSchema,
+        decode: decodeMonitoredBatch,
         deliverNewOnly: true,
         handler: (e) => monitor.onBatch(e.message),
       });

@@ -25,6 +25,7 @@ import { RollingQuality, type QualitySnapshot } from "../../../lib/drift/quality
 import { UnavailableError } from "../../../lib/errors.js";
 import type { EventBus } from "../../../lib/events.js";
 import type { Logger } from "../../../lib/logger.js";
+import type { MonitoredBatch } from "./log-decoder.js";
 import type { MonitoringMetrics } from "./metrics.js";
 import { effectivePolicy, psiAlertPolicy, QUALITY_METRIC_NAMES, qualityAlertPolicy, type MonitoringStore } from "./policy.js";
 import { driftOf, VersionWindows, type FeatureDriftValues } from "./windows.js";
@@ -277,29 +278,29 @@ export class Monitor {
   // ---- the prediction log ----------------------------------------------------------------
 
   /** Counts one PredictionLogBatch (every replica's traffic) into windows and the prediction index. */
-  async onBatch(batch: PredictionLogBatch): Promise<void> {
+  async onBatch(batch: MonitoredBatch): Promise<void> {
     const now = Date.now();
     // References first (async), then counting (sync), so a batch is counted all at once.
     const seen = new Map<string, VersionState>();
     for (const r of batch.records) {
-      const k = key(r.modelName, Number(r.version));
+      const k = key(r.modelName, r.version);
       if (seen.has(k)) continue;
-      const st = this.stateOf(r.modelName, Number(r.version));
+      const st = this.stateOf(r.modelName, r.version);
       this.restore(st);
       seen.set(k, st);
       await this.ensureReference(st);
     }
     let newest = 0;
     for (const r of batch.records) {
-      const version = Number(r.version);
+      const version = r.version;
       const st = seen.get(key(r.modelName, version))!;
-      const t = r.time ? timestampMs(r.time) : now;
+      const t = r.timeMs ?? now;
       if (t > newest) newest = t;
       st.windows?.add(r, t);
       this.d.metrics.records.inc({ model: r.modelName });
       const id = r.rowIndex === 0 ? r.requestId : `${r.requestId}#${r.rowIndex}`;
       if (id === "" || id === `#${r.rowIndex}`) continue;
-      const p: IndexedPrediction = { model: r.modelName, version, score: r.output?.score ?? Number.NaN, timeMs: t };
+      const p: IndexedPrediction = { model: r.modelName, version, score: r.score ?? Number.NaN, timeMs: t };
       const entry = this.indexPrediction(id, p);
       const waiting = this.pending.get(id);
       if (waiting) {

@@ -5,11 +5,16 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { create } from "@bufbuild/protobuf";
-import { PredictionLoggedSchema } from "../../../gen/mlmesh/events/v1/inference_events_pb.js";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { PredictionLogBatchSchema, PredictionLoggedSchema } from "../../../gen/mlmesh/events/v1/inference_events_pb.js";
 import { ReferenceDistributionsSchema, type Distribution } from "../../../gen/mlmesh/registry/v1/registry_resources_pb.js";
 import { buildCategoricalReference, buildNumericReference } from "../../../lib/drift/reference.js";
+import { decodeMonitoredBatch } from "./log-decoder.js";
 import { driftOf, SCORE_FEATURE, VersionWindows } from "./windows.js";
+
+/** A record as the monitor reads it off the log: encoded, then decoded by its own reader. */
+const monitored = (init: MessageInitShape<typeof PredictionLoggedSchema>) =>
+  decodeMonitoredBatch(toBinary(PredictionLogBatchSchema, create(PredictionLogBatchSchema, { records: [init] }))).records[0]!;
 
 interface Case {
   name: string;
@@ -39,7 +44,7 @@ test("window statistics equal SciPy's on the lib/drift fixtures (named-row recor
       const value = x === null ? undefined : typeof x === "number" ? { kind: { case: "doubleValue" as const, value: x } } : { kind: { case: "stringValue" as const, value: x } };
       // Alternate the full ref and the short name, as Score rows may use either.
       const inputs = value ? { [i % 2 === 0 ? "v:f" : "f"]: value } : {};
-      w.add(create(PredictionLoggedSchema, { inputs, output: { score: 0.5 } }), i);
+      w.add(monitored({ inputs, output: { score: 0.5 } }), i);
     });
     const d = driftOf(w.features[0]!)!;
     close(d.psi, c.expected.psi, `${c.name} psi`);
@@ -65,7 +70,7 @@ test("dense records: column x[i] of a vector input, the score window, time expir
   });
   const w = new VersionWindows("m", 1, reference, undefined, 300);
   num.current.forEach((x, i) => {
-    w.add(create(PredictionLoggedSchema, { inputs: { x: { kind: { case: "floatVectorValue", value: { values: [x as number, 0] } } } }, output: { score: x as number } }), 1000 + i);
+    w.add(monitored({ inputs: { x: { kind: { case: "floatVectorValue", value: { values: [x as number, 0] } } } }, output: { score: x as number } }), 1000 + i);
   });
   assert.deepEqual(w.all().map((f) => f.feature), ["x[0]", "x[1]", SCORE_FEATURE]);
   // Capacity 300: the window holds the last 300 of the 400 values.

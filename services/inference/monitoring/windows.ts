@@ -3,9 +3,7 @@
 // edges lib/drift computed at registration), fed from prediction log records; evaluated
 // into PSI, KL, JS, Hellinger, Wasserstein (numeric) or chi-square (categorical).
 
-import type { PredictionLogged } from "../../../gen/mlmesh/events/v1/inference_events_pb.js";
 import type { Distribution, FeatureBinding, ReferenceDistributions } from "../../../gen/mlmesh/registry/v1/registry_resources_pb.js";
-import type { Value } from "../../../gen/mlmesh/types/v1/types_pb.js";
 import { numericBinCount, numericBinIndex } from "../../../lib/drift/reference.js";
 import { SlidingHistogram, type Binner } from "../../../lib/drift/histogram.js";
 import {
@@ -16,6 +14,7 @@ import {
   jensenShannonDistance,
   populationStabilityIndex,
 } from "../../../lib/drift/metrics.js";
+import type { LoggedValueView, MonitoredRecord } from "./log-decoder.js";
 
 export const SCORE_FEATURE = "__score__";
 
@@ -121,7 +120,7 @@ function windowOf(feature: string, d: Distribution, capacity: number, source: Co
   return undefined;
 }
 
-function numberOf(v: Value | undefined, index: number, single: boolean): Observation {
+function numberOf(v: LoggedValueView | undefined, index: number, single: boolean): Observation {
   switch (v?.kind.case) {
     case "doubleValue":
     case "floatValue":
@@ -139,7 +138,7 @@ function numberOf(v: Value | undefined, index: number, single: boolean): Observa
   }
 }
 
-function observationOf(w: FeatureWindow, inputs: PredictionLogged["inputs"]): Observation {
+function observationOf(w: FeatureWindow, inputs: MonitoredRecord["inputs"]): Observation {
   const s = w.source!;
   for (const k of s.keys) {
     const v = inputs[k];
@@ -188,9 +187,9 @@ export class VersionWindows {
   }
 
   /** Counts one logged record. `timeMs` is the record's time (scored at). */
-  add(record: PredictionLogged, timeMs: number): void {
+  add(record: MonitoredRecord, timeMs: number): void {
     for (const w of this.features) w.hist.push(observationOf(w, record.inputs), timeMs);
-    if (this.score && record.output) this.score.hist.push(record.output.score, timeMs);
+    if (this.score && record.score !== undefined) this.score.hist.push(record.score, timeMs);
     if (timeMs > this.lastTimeMs) this.lastTimeMs = timeMs;
     this.dirty = true;
   }

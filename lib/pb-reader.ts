@@ -1,0 +1,162 @@
+// A protobuf wire reader for hot consumers that decode only the fields they use (the drift
+// monitor reading every replica's prediction log): no reflection, no message objects for
+// what is skipped. Malformed input (a truncated varint or field, a bad wire type, a length
+// past the end) throws PbReadError, as fromBinary throws on it.
+
+import { WIRE_FIXED32, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT } from "./pb-writer.js";
+
+export class PbReadError extends Error {}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+export class PbReader {
+  pos: number;
+
+  constructor(
+    readonly buf: Uint8Array,
+    start = 0,
+    /** Offset just past the last byte to read. */
+    public end = buf.length,
+  ) {
+    this.pos = start;
+  }
+
+  private view?: DataView;
+
+  done(): boolean {
+    return this.pos >= this.end;
+  }
+
+  /** A field's tag as [field number, wire type]; throws on field 0. */
+  tag(): number {
+    const t = this.uint32();
+    if (t >>> 3 === 0) throw new PbReadError(`invalid field number 0 at byte ${this.pos}`);
+    return t;
+  }
+
+  /** A varint's low 32 bits, unsigned (the rest of a longer varint is consumed). */
+  uint32(): number {
+    const b = this.buf;
+    let p = this.pos;
+    let v = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      if (p >= this.end) throw new PbReadError("truncated varint");
+      const c = b[p++]!;
+      v |= (c & 0x7f) << shift;
+      if (c < 0x80) {
+        this.pos = p;
+        return v >>> 0;
+      }
+    }
+    // Bytes 6..10 of a 64-bit varint: only consumed.
+    for (let i = 0; i < 5; i++) {
+      if (p >= this.end) throw new PbReadError("truncated varint");
+      if (b[p++]! < 0x80) {
+        this.pos = p;
+        return v >>> 0;
+      }
+    }
+    throw new PbReadError("varint longer than 10 bytes");
+  }
+
+  /** int32 (a negative one is sent sign-extended to 64 bits). */
+  int32(): number {
+    return this.uint32() | 0;
+  }
+
+  /** A signed 64-bit varint. */
+  int64(): bigint {
+    const b = this.buf;
+    let p = this.pos;
+    let v = 0n;
+    for (let shift = 0n; shift < 70n; shift += 7n) {
+      if (p >= this.end) throw new PbReadError("truncated varint");
+      const c = b[p++]!;
+      v |= BigInt(c & 0x7f) << shift;
+      if (c < 0x80) {
+        this.pos = p;
+        return BigInt.asIntN(64, v);
+      }
+    }
+    throw new PbReadError("varint longer than 10 bytes");
+  }
+
+  bool(): boolean {
+    return this.uint32() !== 0;
+  }
+
+  private dataView(): DataView {
+    return (this.view ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength));
+  }
+
+  double(): number {
+    if (this.pos + 8 > this.end) throw new PbReadError("truncated double");
+    const x = this.dataView().getFloat64(this.pos, true);
+    this.pos += 8;
+    return x;
+  }
+
+  float(): number {
+    if (this.pos + 4 > this.end) throw new PbReadError("truncated float");
+    const x = this.dataView().getFloat32(this.pos, true);
+    this.pos += 4;
+    return x;
+  }
+
+  /** The length of a length-delimited field; leaves pos at its first byte. Returns its end. */
+  lengthEnd(): number {
+    const len = this.uint32();
+    const end = this.pos + len;
+    if (end > this.end) throw new PbReadError(`length ${len} past the end of the message`);
+    return end;
+  }
+
+  string(): string {
+    const end = this.lengthEnd();
+    const b = this.buf;
+    let s = "";
+    // Short ASCII (names, ids): no decoder call.
+    if (end - this.pos <= 64) {
+      let p = this.pos;
+      for (; p < end; p++) {
+        const c = b[p]!;
+        if (c > 0x7f) break;
+        s += String.fromCharCode(c);
+      }
+      if (p === end) {
+        this.pos = end;
+        return s;
+      }
+    }
+    try {
+      s = decoder.decode(b.subarray(this.pos, end));
+    } catch {
+      throw new PbReadError("invalid UTF-8 in a string field");
+    }
+    this.pos = end;
+    return s;
+  }
+
+  /** Skips a field of the given wire type (after its tag). */
+  skip(wire: number): void {
+    switch (wire) {
+      case WIRE_VARINT:
+        this.uint32();
+        return;
+      case WIRE_FIXED64:
+        if (this.pos + 8 > this.end) throw new PbReadError("truncated fixed64");
+        this.pos += 8;
+        return;
+      case WIRE_LEN:
+        this.pos = this.lengthEnd();
+        return;
+      case WIRE_FIXED32:
+        if (this.pos + 4 > this.end) throw new PbReadError("truncated fixed32");
+        this.pos += 4;
+        return;
+      default:
+        // Groups (3, 4) are not used by any of our messages; 6 and 7 do not exist.
+        throw new PbReadError(`unsupported wire type ${wire}`);
+    }
+  }
+}

@@ -21,3 +21,13 @@ export function scalarOf(v: Value | undefined): Scalar | undefined {
       return undefined;
   }
 }
+
+/**
+ * A Value message built as the object literal create() would return, for hot paths that make
+ * one per feature per request: create() walks the schema for each, this is one allocation.
+ * A message of protobuf-es is a plain object with its `$typeName`; toBinary and isMessage
+ * take this one like any other.
+ */
+export function valueMessage(kind: Value["kind"]): Value {
+  return { $typeName: "mlmesh.types.v1.Value", kind };
+}

@@ -1,8 +1,7 @@
 // Maps Score inputs (rows of named values, or dense tensors) onto a model version's graph
 // inputs with validation that names the input and row, and model outputs back onto rows.
 
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { DenseInputs, Row, RowOutputSchema, Tensor } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
+import type { DenseInputs, Row, RowOutput, Tensor } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
 import { TensorType } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
 import { ValidationError } from "../../lib/errors.js";
 import type { LoadedVersion } from "./loader.js";
@@ -201,25 +200,25 @@ export function feedsFromScoreDense(v: LoadedVersion, dense: DenseInputs, limits
   return feedsFromDense(v, tensors, (i) => `dense.tensors[${i}]`, limits);
 }
 
-type RowOutputInit = MessageInitShape<typeof RowOutputSchema>;
-
 /**
  * Per-row outputs. The score: a [N, 1] (or [N]) output is the score itself; a [N, 2]
  * probability output gives the positive class (column 1); wider ones the most likely class.
+ * Built as message literals (what create() returns): a local call hands them on as they are,
+ * where create() would walk every map entry again.
  */
-export function rowOutputs(outputs: Record<string, DenseTensor>, rows: number, wanted: readonly string[]): RowOutputInit[] {
+export function rowOutputs(outputs: Record<string, DenseTensor>, rows: number, wanted: readonly string[]): RowOutput[] {
   const names = Object.keys(outputs);
   for (const w of wanted) if (!outputs[w]) throw new ValidationError("output_names", `unknown output "${w}"; the model's outputs are ${names.join(", ")}`);
   const probName = names.find((n) => /prob/i.test(n) && outputs[n]!.type.startsWith("float")) ?? names.find((n) => outputs[n]!.type.startsWith("float"));
   const labelName = names.find((n) => /label/i.test(n) && !outputs[n]!.type.startsWith("float"));
-  const result: RowOutputInit[] = [];
+  const result: RowOutput[] = [];
   for (let r = 0; r < rows; r++) {
-    const out: RowOutputInit = { outputs: {}, classProbabilities: {} };
+    const out: RowOutput = { $typeName: "mlmesh.inference.v1.RowOutput", score: 0, label: "", outputs: {}, classProbabilities: {} };
     for (const n of wanted.length > 0 ? wanted : names) {
       const t = outputs[n]!;
       const per = rows > 0 && t.dims[0] === rows ? product(t.dims.slice(1)) : 0;
       const slice = per > 0 ? t.data.subarray(r * per, (r + 1) * per) : t.data;
-      out.outputs![n] = { values: Array.from(slice as ArrayLike<number | bigint>, Number), shape: t.dims.slice(1).map(BigInt) };
+      out.outputs[n] = { $typeName: "mlmesh.inference.v1.OutputValues", values: Array.from(slice as ArrayLike<number | bigint>, Number), strings: [], shape: t.dims.slice(1).map(BigInt) };
     }
     if (probName) {
       const t = outputs[probName]!;
@@ -232,7 +231,7 @@ export function rowOutputs(outputs: Record<string, DenseTensor>, rows: number, w
       } else if (p.length > 2) {
         let best = 0;
         p.forEach((x, i) => {
-          out.classProbabilities![String(i)] = x;
+          out.classProbabilities[String(i)] = x;
           if (x > p[best]!) best = i;
         });
         out.score = p[best]!;

@@ -3,10 +3,10 @@
 // less to decode for a Rank over hundreds of candidates. A features service that predates
 // the field ignores it and answers `rows`; both read the same through `FeatureGrid`.
 
-import { create } from "@bufbuild/protobuf";
 import { FeatureStatus, type FeatureValue } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
 import type { GetOnlineFeaturesResponse, OnlineFeatureColumn } from "../../gen/mlmesh/features/v1/features_service_pb.js";
-import { ValueSchema, type Value } from "../../gen/mlmesh/types/v1/types_pb.js";
+import type { Value } from "../../gen/mlmesh/types/v1/types_pb.js";
+import { valueMessage } from "../../lib/values.js";
 
 /** Status and value of (entity row, ref column); the value only where the status is PRESENT. */
 export interface FeatureGrid {
@@ -32,17 +32,17 @@ function kindOf(c: OnlineFeatureColumn, n: number): ColumnKind {
 function cellValue(c: OnlineFeatureColumn, kind: ColumnKind, i: number): Value | undefined {
   switch (kind) {
     case "doubleValue":
-      return create(ValueSchema, { kind: { case: kind, value: c.doubleValues[i]! } });
+      return valueMessage({ case: kind, value: c.doubleValues[i]! });
     case "floatValue":
-      return create(ValueSchema, { kind: { case: kind, value: c.floatValues[i]! } });
+      return valueMessage({ case: kind, value: c.floatValues[i]! });
     case "int64Value":
-      return create(ValueSchema, { kind: { case: kind, value: c.int64Values[i]! } });
+      return valueMessage({ case: kind, value: c.int64Values[i]! });
     case "stringValue":
-      return create(ValueSchema, { kind: { case: kind, value: c.stringValues[i]! } });
+      return valueMessage({ case: kind, value: c.stringValues[i]! });
     case "boolValue":
-      return create(ValueSchema, { kind: { case: kind, value: c.boolValues[i]! } });
+      return valueMessage({ case: kind, value: c.boolValues[i]! });
     case "floatVectorValue":
-      return create(ValueSchema, { kind: { case: kind, value: c.vectorValues[i]! } });
+      return valueMessage({ case: kind, value: c.vectorValues[i]! });
     default:
       return undefined;
   }

@@ -10,7 +10,7 @@ import type { Client } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SpanStatusCode, trace } from "@opentelemetry/api";
 import type { FeatureService } from "../../gen/mlmesh/features/v1/features_service_pb.js";
-import { RowSchema, type Row, type RowOutput } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
+import type { Row, RowOutput } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
 import type { InferenceService, ScoreResponse } from "../../gen/mlmesh/inference/v1/inference_service_pb.js";
 import {
   FallbackAppliedSchema,
@@ -38,6 +38,7 @@ import {
 } from "../../gen/mlmesh/router/v1/router_service_pb.js";
 import { EntityKeySchema, ValueType, type EntityKey, type Value } from "../../gen/mlmesh/types/v1/types_pb.js";
 import type { RouterConfig } from "../../lib/config-router.js";
+import { valueMessage } from "../../lib/values.js";
 import { DeadlineExceededError, NotFoundError, PreconditionError, UnavailableError, ValidationError } from "../../lib/errors.js";
 import type { Logger } from "../../lib/logger.js";
 import { getTracer, remainingMs } from "../../lib/telemetry.js";
@@ -229,7 +230,7 @@ export function buildRow(r: ResolvedRef, values: ReadonlyMap<string, Value>, ent
     const refs = order ?? [...values.keys()];
     if (r.inputs.length === 1) {
       const xs = refs.map((ref) => Number(valueText(values.get(ref))));
-      out[r.inputs[0]!] = { kind: { case: "floatVectorValue", value: { values: xs } } } as Value;
+      out[r.inputs[0]!] = valueMessage({ case: "floatVectorValue", value: { $typeName: "mlmesh.types.v1.FloatVector", values: xs } });
     } else {
       for (const ref of refs) {
         const v = values.get(ref);
@@ -237,7 +238,8 @@ export function buildRow(r: ResolvedRef, values: ReadonlyMap<string, Value>, ent
       }
     }
   }
-  return create(RowSchema, { values: out, entity });
+  // A literal message: create() would walk every value again to check it is one.
+  return { $typeName: "mlmesh.inference.v1.Row", values: out, entity };
 }
 
 function outputTensors(row: RowOutput): Record<string, OutputTensor> {

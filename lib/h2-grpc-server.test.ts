@@ -12,7 +12,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { encodeGrpcMessage } from "./h2-grpc-server.js";
 import { createLogger } from "./logger.js";
-import { answerPreEncoded } from "./pre-encoded.js";
+import { answerPreEncoded, rawRequests } from "./pre-encoded.js";
 import { startServer, type RunningServer, type ServiceRegistration } from "./server.js";
 
 // A test service with every method kind, built from Health's message types.
@@ -26,6 +26,7 @@ const methods = [
   kindOf("Slow", "slow", "unary"),
   kindOf("Fail", "fail", "unary"),
   kindOf("Raw", "raw", "unary"),
+  kindOf("RawIn", "rawIn", "unary"),
 ];
 const Echo = { ...Health, typeName: "test.h2.Echo", methods, method: Object.fromEntries(methods.map((m) => [m.localName, m])) } as unknown as DescService;
 
@@ -71,6 +72,8 @@ const impl = {
     err.metadata.set("retry-after", "1");
     throw err;
   },
+  // Bytes (gRPC port): 100 + their length; a decoded message (other transports): its length.
+  rawIn: rawRequests((r: Req | Uint8Array) => ({ status: (r instanceof Uint8Array ? 100 + r.length : r.service.length) as HealthCheckResponse_ServingStatus })),
   raw: () => answerPreEncoded(toBinary(HealthCheckResponseSchema, create(HealthCheckResponseSchema, { status: 7 as HealthCheckResponse_ServingStatus }))),
 };
 
@@ -245,6 +248,16 @@ describe("gRPC on node:http2 (lib/h2-grpc-server.ts)", () => {
     const r = await raw("/test.h2.Echo/Raw", [frameOf("a")]);
     assert.equal(statusOf(r), 0);
     assert.equal(resOf(r.body.subarray(5)), 7);
+  });
+
+  it("passes the request bytes undecoded to a rawRequests handler on the gRPC port only", async () => {
+    const overGrpc = await new Promise<number>((resolve, reject) =>
+      client.makeUnaryRequest("/test.h2.Echo/RawIn", ident, ident, reqBytes("abcd"), (err, b) => (err ? reject(err) : resolve(resOf(b!)))),
+    );
+    assert.equal(overGrpc, 100 + reqBytes("abcd").length);
+    const overConnect = await fetch(`${server.httpUrl}/test.h2.Echo/RawIn`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ service: "abcd" }) });
+    assert.equal(overConnect.status, 200);
+    assert.deepEqual(await overConnect.json(), { status: 4 });
   });
 
   it("aborts the handler on client cancel and on grpc-timeout; a reset upload is never complete", async () => {

@@ -20,7 +20,7 @@ import { Code, ConnectError, createContextValues, type ContextValues, type Handl
 import { context } from "@opentelemetry/api";
 import { ValidationError } from "./errors.js";
 import type { GrpcServiceBinding } from "./grpc-server.js";
-import { isPreEncoded } from "./pre-encoded.js";
+import { isPreEncoded, wantsRawRequests } from "./pre-encoded.js";
 import { PRINCIPAL_VALUE } from "./principal.js";
 import { observeStream, requestTimeoutMs, type CallObserver, type ObservedCall } from "./rpc-observe.js";
 import type { TlsMaterial } from "./tls.js";
@@ -58,6 +58,8 @@ interface MethodEntry {
   readonly path: string;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   readonly fn: (...args: any[]) => any;
+  /** Unary handler marked by rawRequests (lib/pre-encoded.ts): gets the request bytes, undecoded. */
+  readonly raw: boolean;
 }
 
 const CALL = Symbol("mlmesh.h2grpc.call");
@@ -470,7 +472,7 @@ function asConnectError(err: unknown): ConnectError {
 }
 
 function invokeWithRequest(call: Call): unknown {
-  return call.entry.fn(decode(call.method.input, call.request!), call);
+  return call.entry.fn(call.entry.raw ? call.request! : decode(call.method.input, call.request!), call);
 }
 
 function invokeWithQueue(call: Call): unknown {
@@ -590,7 +592,8 @@ export function createH2GrpcServer(opts: H2GrpcServerOptions): H2GrpcServer {
       const path = `/${service.typeName}/${method.name}`;
       const kind =
         method.methodKind === "unary" ? Kind.Unary : method.methodKind === "server_streaming" ? Kind.ServerStreaming : method.methodKind === "client_streaming" ? Kind.ClientStreaming : Kind.Bidi;
-      methods.set(path, { service, method, kind, path, fn: impl[method.localName]! });
+      const fn = impl[method.localName]!;
+      methods.set(path, { service, method, kind, path, fn, raw: kind === Kind.Unary && wantsRawRequests(fn) });
     }
   }
   const state: ServerState = { maxMessageBytes: opts.maxMessageBytes, shutdownSignal: opts.shutdownSignal, active: new Set() };

@@ -108,3 +108,55 @@ describe("Ingestor over a file", () => {
     }
   });
 });
+
+// Unit rows are changed in place in the cache during a batch, with an undo list: a batch that
+// fails half-way must leave the statistics and every cached unit row as they were, so the
+// same batch sent again counts exactly once.
+describe("a batch that fails half-way", () => {
+  it("leaves memory as it was, and the retried batch counts once", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mlmesh-ingest-undo-"));
+    const handle = openSqlite({ dataDir: dir, file: "experiments.db", schema, migrationsFolder: MIGRATIONS });
+    try {
+      const logger = createLogger({ level: "silent" });
+      const store = new ExperimentStore(handle.sqlite, new Outbox(handle.sqlite, new InProcessBus(logger), logger, "experiments"), () => 1_700_000_000_000);
+      let failAfter = Infinity;
+      const flaky = Object.create(store) as ExperimentStore;
+      flaky.find = (key: string) => {
+        if (--failAfter < 0) throw new Error("injected failure");
+        return store.find(key);
+      };
+      const ingest = new Ingestor(handle.sqlite, flaky, 100_000, () => 1_700_000_000_000);
+      store.create(create(ExperimentSchema, {
+        key: "undo", unitType: 1, mde: 0.5,
+        arms: [{ name: "control", weight: 0.5, control: true }, { name: "treatment", weight: 0.5 }],
+        metrics: [{ name: "revenue", role: 1, type: 1, direction: 1, baselineMean: 10, baselineSd: 4 }],
+      }), { principal: "t", reason: "" });
+      store.start("undo", 0n, { principal: "t", reason: "" });
+      const arm = (i: number) => (i % 2 ? "treatment" : "control");
+      ingest.logExposures(Array.from({ length: 40 }, (_, i) => create(ExposureSchema, { experimentKey: "undo", unitId: `u${i}`, arm: arm(i), time: timestampFromMs(1_699_999_000_000) })));
+      const outcome = (i: number, v: number, id: string) => create(OutcomeSchema, { unitId: `u${i}`, metric: "revenue", value: v, time: timestampFromMs(1_700_000_000_000), outcomeId: id });
+      ingest.logOutcomes(Array.from({ length: 40 }, (_, i) => outcome(i, i, `a${i}`)));
+      const snapshot = () => ["control", "treatment"].map((a) => ingest.armStats("undo", "revenue", a).plain);
+      const before = snapshot();
+      // Units 0..29 get a second outcome (unit 5 twice); the store fails on the 20th lookup.
+      const second = [...Array.from({ length: 30 }, (_, i) => outcome(i, 100 + i, `b${i}`)), outcome(5, 7, "b-extra")];
+      failAfter = 20;
+      assert.throws(() => ingest.logOutcomes(second), /injected failure/);
+      failAfter = Infinity;
+      assert.deepEqual(snapshot(), before);
+      assert.deepEqual(ingest.logOutcomes(second), { accepted: 31, duplicates: 0 });
+      const sums = Array.from({ length: 40 }, (_, i) => i + (i < 30 ? 100 + i : 0) + (i === 5 ? 7 : 0));
+      const want = (a: string) => statsFromValues(sums.filter((_, i) => arm(i) === a));
+      const after = snapshot();
+      ["control", "treatment"].forEach((a, k) => {
+        for (const f of ["n", "meanY", "m2Y"] as const) assert.ok(Math.abs(after[k]![f] - want(a)[f]) <= 1e-9 * Math.max(1, Math.abs(want(a)[f])), `${a} ${f}`);
+      });
+      // What is on disk agrees: a fresh Ingestor (empty caches) sees the same statistics.
+      const fresh = new Ingestor(handle.sqlite, store, 100_000, () => 1_700_000_000_000);
+      assert.deepEqual(["control", "treatment"].map((a) => fresh.armStats("undo", "revenue", a).plain), after);
+    } finally {
+      handle.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -2,14 +2,16 @@
 
 import type { ServiceImpl } from "@connectrpc/connect";
 import { EffectScale, ExperimentStatus, UnitType, type Experiment, type ExperimentReport } from "../../gen/mlmesh/experiments/v1/experiments_resources_pb.js";
-import type { ExperimentService } from "../../gen/mlmesh/experiments/v1/experiments_service_pb.js";
+import type { ExperimentService, LogExposuresRequest, LogOutcomesRequest } from "../../gen/mlmesh/experiments/v1/experiments_service_pb.js";
 import { NotFoundError, PreconditionError, ResourceExhaustedError, ValidationError } from "../../lib/errors.js";
+import { rawRequests } from "../../lib/pre-encoded.js";
 import { principalOf } from "../../lib/principal.js";
 import { createExperimentAssigner, type ExperimentAssigner } from "./assign.js";
 import { samplePlan, validateKey } from "./definitions.js";
 import type { GuardrailWatch } from "./guardrails.js";
 import type { ComparisonHistory } from "./history.js";
 import type { Ingestor } from "./ingest.js";
+import { decodeLogExposuresRequest, decodeLogOutcomesRequest } from "./ingest-wire.js";
 import { buildReport } from "./report.js";
 import { mdeForMeans, mdeForProportions, sampleSizeForMeans, sampleSizeForProportions } from "./stats/sample-size.js";
 import type { ExperimentStore } from "./store.js";
@@ -126,14 +128,16 @@ export function createExperimentService(deps: ExperimentServiceDeps): Partial<Se
       }
       return { assignments };
     },
-    logExposures(req) {
-      const r = ingest.logExposures(req.exposures);
+    logExposures: rawRequests((req: LogExposuresRequest | Uint8Array) => {
+      const r = req instanceof Uint8Array ? ingest.logExposureRows(decodeLogExposuresRequest(req)) : ingest.logExposures(req.exposures);
       return { accepted: BigInt(r.accepted), duplicates: BigInt(r.duplicates), ignored: BigInt(r.ignored) };
-    },
-    logOutcomes(req) {
-      const r = ingest.logOutcomes(req.outcomes);
+    }),
+    // On the gRPC port the request arrives as bytes, read by a hand-written decoder (the
+    // ingest rate of issue #6); every other transport passes the decoded message. Same for logExposures.
+    logOutcomes: rawRequests((req: LogOutcomesRequest | Uint8Array) => {
+      const r = req instanceof Uint8Array ? ingest.logOutcomeColumns(decodeLogOutcomesRequest(req)) : ingest.logOutcomes(req.outcomes);
       return { accepted: BigInt(r.accepted), duplicates: BigInt(r.duplicates) };
-    },
+    }),
     setCovariates(req) {
       return { accepted: BigInt(ingest.setCovariates(req.covariates).accepted) };
     },

@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
 import {
   ExperimentStatusChangedSchema,
   ExposureLoggedSchema,
@@ -275,6 +276,19 @@ describe("experiment service", () => {
     await assert.rejects(ex.logExposures({ exposures: [{ ...exposures[1]!, time: undefined }] }), rejectsWith(Code.InvalidArgument, /^exposures\[0\]\.time: is required/));
     await assert.rejects(ex.logOutcomes({ outcomes: [{ unitId: "x", metric: "revenue", value: Number.NaN }] }), rejectsWith(Code.InvalidArgument, /^outcomes\[0\]\.value: must be finite/));
     await assert.rejects(ex.setCovariates({ covariates: [{ unitId: "x", name: "pre", value: Infinity }] }), rejectsWith(Code.InvalidArgument, /^covariates\[0\]\.value/));
+    // Malformed bytes on the gRPC port, where LogOutcomes is read by a hand-written decoder:
+    // INVALID_ARGUMENT naming the outcome and field (outcomes[0].unit_id claims 9 bytes, has 1).
+    const rawClient = new grpc.Client(proc.endpoint("experiments").grpc.replace(/^https?:\/\//, ""), grpc.credentials.createInsecure());
+    try {
+      const bad = Buffer.from([0x0a, 0x03, 0x0a, 0x09, 0x61]);
+      const err = await new Promise<grpc.ServiceError>((resolve, reject) =>
+        rawClient.makeUnaryRequest(`/${ExperimentService.typeName}/LogOutcomes`, (b: Buffer) => b, (b: Buffer) => b, bad, (e) => (e ? resolve(e) : reject(new Error("malformed request accepted")))),
+      );
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err.details, /^request: is not a valid mlmesh\.experiments\.v1\.LogOutcomesRequest message \(length 9 past the end of the message at outcomes\[0\]\.unit_id\)/);
+    } finally {
+      rawClient.close();
+    }
 
     // The same numbers from the tested stats modules on the unit-level data.
     const arms = ["control", "treatment"];

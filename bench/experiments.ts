@@ -13,11 +13,10 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fromBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import * as grpc from "@grpc/grpc-js";
-import { ExperimentService, LogOutcomesResponseSchema, type LogOutcomesResponse } from "../gen/mlmesh/experiments/v1/experiments_service_pb.js";
+import { ExperimentService } from "../gen/mlmesh/experiments/v1/experiments_service_pb.js";
 import { closeAllClients, createServiceClient } from "../lib/clients.js";
+import { preEncodedRequest } from "../lib/pre-encoded.js";
 import { encodeLogOutcomesRequest } from "../services/experiments/ingest-wire.js";
 import { benjaminiHochberg, holm } from "../services/experiments/stats/corrections.js";
 import { cupedTest } from "../services/experiments/stats/cuped.js";
@@ -125,25 +124,12 @@ try {
   const typed = await measured((i) =>
     ex.logOutcomes({ outcomes: Array.from({ length: BATCH }, (_, j) => ({ unitId: `u${i + j}`, metric: "revenue", value: 10 + 4 * rand(), time: timestampFromMs(now), outcomeId: `o${i + j}` })) }),
   );
-  // (b) A producer that encodes its batches itself, as a high-volume collector would (generated
-  //     Go/Java/C++ code encodes well under 1 µs an outcome): the columns are built and encoded
-  //     per batch inside the measured time, and sent by @grpc/grpc-js, an independent gRPC
-  //     client, as ordinary LogOutcomes calls. Each unit's second outcome: the same work per
-  //     outcome on the server (dedup lookup, insert, unit row replaced, statistics updated).
-  const grpcJs = new grpc.Client(proc.endpoint("experiments").grpc.replace(/^https?:\/\//, ""), grpc.credentials.createInsecure());
-  const logOutcomesPath = `/${ExperimentService.typeName}/${ExperimentService.method.logOutcomes.name}`;
-  const sendEncoded = (bytes: Uint8Array) =>
-    new Promise<LogOutcomesResponse>((resolve, reject) =>
-      grpcJs.makeUnaryRequest(
-        logOutcomesPath,
-        (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-        (b: Buffer) => fromBinary(LogOutcomesResponseSchema, b),
-        bytes,
-        new grpc.Metadata(),
-        { deadline: Date.now() + 120_000 },
-        (err, res) => (err ? reject(err) : resolve(res!)),
-      ),
-    );
+  // (b) The same client sending batches our SDK encoder wrote (encodeLogOutcomesRequest,
+  //     services/experiments/ingest-wire.ts, sent as they are via preEncodedRequest), as a
+  //     high-volume collector would (generated Go/Java/C++ code encodes well under 1 µs an
+  //     outcome too): the columns are built and encoded per batch inside the measured time.
+  //     Each unit's second outcome: the same work per outcome on the server (dedup lookup,
+  //     insert, unit row replaced, statistics updated).
   const encoded = await measured(async (i) => {
     const unitId: string[] = [];
     const outcomeId: string[] = [];
@@ -153,12 +139,11 @@ try {
       outcomeId.push(`p${i + j}`);
       value.push(10 + 4 * rand());
     }
-    const r = await sendEncoded(
-      encodeLogOutcomesRequest({ length: BATCH, unitId, outcomeId, value, metric: Array(BATCH).fill("revenue"), unitType: Array(BATCH).fill(0), timeMs: Array(BATCH).fill(now), experimentKey: Array(BATCH).fill("") }),
+    const r = await ex.logOutcomes(
+      preEncodedRequest(encodeLogOutcomesRequest({ length: BATCH, unitId, outcomeId, value, metric: Array(BATCH).fill("revenue"), unitType: Array(BATCH).fill(0), timeMs: Array(BATCH).fill(now), experimentKey: Array(BATCH).fill("") })),
     );
     if (r.accepted !== BigInt(BATCH)) throw new Error(`LogOutcomes accepted ${r.accepted} of ${BATCH}`);
   });
-  grpcJs.close();
   const reportMs: number[] = [];
   for (let r = 0; r < 30; r++) {
     const s = performance.now();
@@ -176,7 +161,7 @@ try {
     } }, null, 2)}\n`,
   );
   console.log(
-    `service (gRPC, SQLite-persisted; batches of ${BATCH}, ${IN_FLIGHT} in flight): exposures ${Math.round(N / expSec).toLocaleString("en")}/s (server ${expCpuUs.toFixed(2)} µs CPU each); outcomes ${Math.round(encoded.perSec).toLocaleString("en")}/s from a producer encoding its own batches (server ${encoded.serverUs.toFixed(2)}, client ${encoded.clientUs.toFixed(2)} µs CPU each), ${Math.round(typed.perSec).toLocaleString("en")}/s from the protobuf-es typed client (server ${typed.serverUs.toFixed(2)}, client ${typed.clientUs.toFixed(2)} µs CPU each); load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}; GetReport over ${N.toLocaleString("en")} units: median ${median(reportMs).toFixed(2)} ms`,
+    `service (gRPC, SQLite-persisted; batches of ${BATCH}, ${IN_FLIGHT} in flight): exposures ${Math.round(N / expSec).toLocaleString("en")}/s (server ${expCpuUs.toFixed(2)} µs CPU each); outcomes ${Math.round(encoded.perSec).toLocaleString("en")}/s from batches our SDK encoder wrote (server ${encoded.serverUs.toFixed(2)}, client ${encoded.clientUs.toFixed(2)} µs CPU each), ${Math.round(typed.perSec).toLocaleString("en")}/s from the protobuf-es typed client (server ${typed.serverUs.toFixed(2)}, client ${typed.clientUs.toFixed(2)} µs CPU each); load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}; GetReport over ${N.toLocaleString("en")} units: median ${median(reportMs).toFixed(2)} ms`,
   );
 } finally {
   closeAllClients();

@@ -20,6 +20,7 @@ import { H2Channel, MessageQueue, sendOnly, startCall, type ActiveCall } from ".
 import { callLocal, localKey, localTarget } from "./local-calls.js";
 import { currentPrincipal } from "./principal.js";
 import type { TlsMaterial } from "./tls.js";
+import { isPreEncoded } from "./pre-encoded.js";
 import { ensureContextManager, getTracer, injectTraceContext, remainingMs } from "./telemetry.js";
 
 export interface ClientOptions {
@@ -82,8 +83,10 @@ function toConnectError(err: unknown): ConnectError {
 }
 
 function serializer(schema: DescMessage) {
+  // A request made with preEncoded() (lib/pre-encoded.ts) by a hand-written batch encoder
+  // (e.g. encodeLogOutcomesRequest) is sent as it is.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  return (value: any): Uint8Array => toBinary(schema, isMessage(value, schema) ? value : create(schema, value));
+  return (value: any): Uint8Array => (isPreEncoded(value) ? value.bytes : toBinary(schema, isMessage(value, schema) ? value : create(schema, value)));
 }
 
 function deserializer(schema: DescMessage) {

@@ -16,7 +16,7 @@
 //   get the UNAVAILABLE any remote caller gets.
 // - MLMESH_LOCAL_CALLS=off turns it off (every call over the network, as between processes).
 
-import { create, isMessage, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { create, fromBinary, isMessage, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { context } from "@opentelemetry/api";
 import { LightHandlerContext } from "./light-handler-context.js";
@@ -100,7 +100,12 @@ export function callLocal(target: LocalTarget, method: DescMethod, request: unkn
   const hctx = new LightHandlerContext(target.service, method, "local", () => Object.entries(headers), deadline);
   if (call.principal) hctx.values.set(PRINCIPAL_VALUE, call.principal);
   const input = method.input as DescMessage;
-  const req = isMessage(request, input) ? request : create(input, request as never);
+  let req: unknown;
+  try {
+    req = isMessage(request, input) ? request : isPreEncoded(request) ? fromBinary(input, request.bytes) : create(input, request as never);
+  } catch (err) {
+    return Promise.reject(call.finish(new ConnectError(`cannot decode the ${input.typeName} request: ${(err as Error).message}`, Code.InvalidArgument)));
+  }
   return new Promise((resolve, reject) => {
     let settled = false;
     const settle = (err: unknown, res?: unknown) => {

@@ -51,3 +51,12 @@ export function rawRequests<F extends (...args: never[]) => unknown>(handler: F)
 export function wantsRawRequests(handler: unknown): boolean {
   return typeof handler === "function" && (handler as unknown as Record<symbol, unknown>)[RAW_REQUESTS] === true;
 }
+
+/**
+ * A request a hand-written encoder produced (e.g. encodeLogOutcomesRequest), typed as the
+ * client method's request: lib/clients.ts sends the bytes as they are, and an in-process
+ * call decodes them first.
+ */
+export function preEncodedRequest<T>(bytes: Uint8Array): T {
+  return preEncoded(bytes) as unknown as T;
+}

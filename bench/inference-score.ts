@@ -49,7 +49,13 @@ async function measure(concurrency: number, call: () => Promise<unknown>, rowsPe
 const registryProc = await startMlmesh(["serve", "registry"], await isolatedEnv({ MLMESH_NATS_URL: natsUrl, MLMESH_LOG_LEVEL: "warn" }));
 const inferenceProc = await startMlmesh(
   ["serve", "inference"],
-  await isolatedEnv({ MLMESH_NATS_URL: natsUrl, MLMESH_LOG_LEVEL: "warn", MLMESH_REGISTRY_ADDR: registryProc.endpoint("registry").grpc }),
+  await isolatedEnv({
+    MLMESH_NATS_URL: natsUrl,
+    MLMESH_LOG_LEVEL: "warn",
+    MLMESH_REGISTRY_ADDR: registryProc.endpoint("registry").grpc,
+    // BENCH_PROFILE_DIR=DIR: the inference process writes a CPU profile there when it stops.
+    ...(process.env.BENCH_PROFILE_DIR ? { NODE_OPTIONS: `--import ${path.join(REPO_ROOT, "bench", "cpu-profile.mjs")}`, BENCH_PROFILE_DIR: process.env.BENCH_PROFILE_DIR } : {}),
+  }),
 );
 const results: Array<Record<string, string | number>> = [];
 try {

@@ -11,6 +11,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { SpanStatusCode, trace } from "@opentelemetry/api";
 import type { FeatureService } from "../../gen/mlmesh/features/v1/features_service_pb.js";
 import type { Row, RowOutput } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
+import type { FeatureBinding } from "../../gen/mlmesh/registry/v1/registry_resources_pb.js";
 import type { InferenceService, ScoreResponse } from "../../gen/mlmesh/inference/v1/inference_service_pb.js";
 import {
   FallbackAppliedSchema,
@@ -213,8 +214,16 @@ function unitOf(plan: ServingPlan, spec: Endpoint, unitId: string, key: EntityKe
 }
 
 /** Feature refs a version needs: the endpoint's explicit refs, else the version's binding. */
-function bindingRefs(r: ResolvedRef): string[] {
-  return r.binding ? r.binding.inputs.flatMap((i) => i.features) : [];
+/** A binding's refs in input order; bindings are never changed once resolved, so once each. */
+const refsOfBinding = new WeakMap<FeatureBinding, readonly string[]>();
+const NO_REFS: readonly string[] = [];
+
+function bindingRefs(r: ResolvedRef): readonly string[] {
+  const b = r.binding;
+  if (!b) return NO_REFS;
+  let refs = refsOfBinding.get(b);
+  if (!refs) refsOfBinding.set(b, (refs = b.inputs.flatMap((i) => i.features)));
+  return refs;
 }
 
 /** A Score row for `r` from feature values by ref. */
@@ -256,7 +265,7 @@ function outputTensors(row: RowOutput): Record<string, OutputTensor> {
 interface FetchResult {
   /** Per entity row: ref -> value. */
   readonly rows: Array<Map<string, Value>>;
-  readonly refs: string[];
+  readonly refs: readonly string[];
   readonly fallbacks: FallbackApplied[];
 }
 
@@ -270,7 +279,7 @@ export class Server {
     return ep;
   }
 
-  private async resolveRefs(spec: Endpoint, decision: RouteDecision): Promise<{ target: ResolvedRef; fallback: ResolvedRef | undefined; refs: string[] | undefined; featureSet: string }> {
+  private async resolveRefs(spec: Endpoint, decision: RouteDecision): Promise<{ target: ResolvedRef; fallback: ResolvedRef | undefined; refs: readonly string[] | undefined; featureSet: string }> {
     const target = await this.d.refs.get(decision.ref);
     const fallback = decision.fallbackRef ? await Promise.resolve(this.d.refs.get(decision.fallbackRef)).catch(() => undefined) : undefined;
     const fs = spec.features?.source;
@@ -291,7 +300,7 @@ export class Server {
   private async fetch(
     spec: Endpoint,
     entities: EntityKey[],
-    refs: string[] | undefined,
+    refs: readonly string[] | undefined,
     featureSet: string,
     context: Readonly<Record<string, Value>>,
     timeoutMs: number,
@@ -302,7 +311,7 @@ export class Server {
     let resRefs = refs ?? [];
     let grid: FeatureGrid | undefined;
     try {
-      const res = await this.d.features.getOnlineFeatures({ entities, refs: refs ?? [], featureSet, requestData: context, columnar: true }, { timeoutMs });
+      const res = await this.d.features.getOnlineFeatures({ entities, refs: refs ? [...refs] : [], featureSet, requestData: context, columnar: true }, { timeoutMs });
       resRefs = res.refs;
       grid = featureGrid(res, entities.length);
     } catch (err) {
@@ -315,7 +324,7 @@ export class Server {
         if (code === Code.NotFound || code === Code.InvalidArgument || code === Code.FailedPrecondition) throw new PreconditionError(`feature fetch refused: ${errText(err)}; cannot fall back for ${which}`);
         throw new UnavailableError(`feature fetch failed (${errText(err)}); cannot fall back for ${which}`);
       }
-      fallbacks.push(create(FallbackAppliedSchema, { kind: FallbackKind.FEATURE_FETCH_FAILED, reason: isDeadline(err) ? `feature fetch deadline ${timeoutMs} ms exceeded` : `feature fetch failed: ${errText(err)}`, features: resRefs }));
+      fallbacks.push(create(FallbackAppliedSchema, { kind: FallbackKind.FEATURE_FETCH_FAILED, reason: isDeadline(err) ? `feature fetch deadline ${timeoutMs} ms exceeded` : `feature fetch failed: ${errText(err)}`, features: [...resRefs] }));
     }
     const rows: Array<Map<string, Value>> = [];
     const missingDefaults = new Set<string>();

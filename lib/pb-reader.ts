@@ -22,6 +22,11 @@ export class PbReader {
   }
 
   private view?: DataView;
+  private nodeBuf?: Buffer;
+
+  private bytes(): Buffer {
+    return (this.nodeBuf ??= Buffer.from(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength));
+  }
 
   done(): boolean {
     return this.pos >= this.end;
@@ -114,20 +119,23 @@ export class PbReader {
   string(): string {
     const end = this.lengthEnd();
     const b = this.buf;
-    let s = "";
-    // Short ASCII (names, ids): no decoder call.
+    // Short ASCII (names, ids): Buffer's latin1 slice (ASCII is latin1), no decoder call.
+    // Appending char by char made a string per character: the largest allocation site here.
     if (end - this.pos <= 64) {
-      let p = this.pos;
-      for (; p < end; p++) {
-        const c = b[p]!;
-        if (c > 0x7f) break;
-        s += String.fromCharCode(c);
+      let ascii = true;
+      for (let p = this.pos; p < end; p++) {
+        if (b[p]! > 0x7f) {
+          ascii = false;
+          break;
+        }
       }
-      if (p === end) {
+      if (ascii) {
+        const s = this.bytes().toString("latin1", this.pos, end);
         this.pos = end;
         return s;
       }
     }
+    let s: string;
     try {
       s = decoder.decode(b.subarray(this.pos, end));
     } catch {

@@ -92,8 +92,11 @@ const strict = new TextDecoder("utf-8", { fatal: true });
 // Decoder state: the decode is synchronous and not re-entrant, so module variables keep the
 // hot loop free of a reader object and its property loads.
 let buf: Uint8Array = new Uint8Array(0);
+/** `buf` as a Buffer (for its latin1 slice). */
+let nodeBuf: Buffer = Buffer.alloc(0);
 let view = new DataView(buf.buffer);
 let pos = 0;
+const EMPTY_NODE_BUF = Buffer.alloc(0);
 /** The 64-bit varint read last, as two 32-bit halves. */
 let lo = 0;
 let hi = 0;
@@ -165,16 +168,13 @@ function lengthEnd(end: number): number {
 
 function string(end: number): string {
   const stop = lengthEnd(end);
-  // Short ASCII (ids, names): characters appended directly, no decoder call.
+  // Short ASCII (ids, names): Buffer's latin1 slice (ASCII is latin1), no decoder call;
+  // appending char by char made a string per character.
   if (stop - pos <= 48) {
-    let s = "";
     let p = pos;
-    for (; p < stop; p++) {
-      const c = buf[p]!;
-      if (c > 0x7f) break;
-      s += String.fromCharCode(c);
-    }
+    while (p < stop && buf[p]! <= 0x7f) p++;
     if (p === stop) {
+      const s = nodeBuf.toString("latin1", pos, stop);
       pos = stop;
       return s;
     }
@@ -380,6 +380,7 @@ function readExposure(rows: ExposureRow[], end: number): void {
  */
 function decodeRequest(bytes: Uint8Array, typeName: string, list: string, fields: readonly string[], readOne: (end: number) => void, count: () => number): void {
   buf = bytes;
+  nodeBuf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   pos = 0;
   field = 0;
@@ -404,6 +405,7 @@ function decodeRequest(bytes: Uint8Array, typeName: string, list: string, fields
     throw new ValidationError("request", `is not a valid ${typeName} message (${err.message}${where})`);
   } finally {
     buf = EMPTY;
+    nodeBuf = EMPTY_NODE_BUF;
     view = EMPTY_VIEW;
   }
 }

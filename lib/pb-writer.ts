@@ -38,6 +38,11 @@ export class PbWriter {
     return this.buf.slice(from, this.pos);
   }
 
+  /** Bytes [0, pos) without a copy: valid until the next write or reset. */
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
+  }
+
   /** Appends raw bytes. */
   bytes(b: Uint8Array): this {
     this.ensure(b.length);

@@ -316,8 +316,8 @@ export class PredictionLog {
     head.reset();
     writeBatchMeta(head, { eventId, occurredAt: timestampFromMs(Date.now()), producer: "inference", sequence: ++this.sequence });
     const data = new Uint8Array(head.pos + buf.writer.pos);
-    data.set(head.copy(), 0);
-    data.set(buf.writer.copy(), head.pos);
+    data.set(head.view(), 0);
+    data.set(buf.writer.view(), head.pos);
     this.queue.push({ subject: predictionSubject(model), msgId: eventId, model, records: buf.records, data, links });
     buf.writer.reset();
     buf.records = 0;

@@ -50,6 +50,9 @@ const mb = fs.statSync(file).size / 1e6;
 
 const stalls = monitorEventLoopDelay({ resolution: 10 });
 stalls.enable();
+// CPU of the whole process (all threads) while the upload runs: a figure that depends far
+// less on what else the machine runs than the wall time does.
+const cpu0 = process.cpuUsage();
 const started = performance.now();
 // The longest gaps between ticks of a 5 ms timer, with when they happened, so a stall can
 // be placed: the commit runs just before the answer arrives.
@@ -63,12 +66,15 @@ const ticker = setInterval(() => {
 const client = createMeshClients(loadConfig({ MLMESH_FEATURES_ADDR: service.grpcUrl })).features;
 const res = await ingestFile(client, "bench", file, { batch: Number(process.argv[3] ?? 5000), requestId: "", offlineOnly: false, progress: false });
 const secs = (performance.now() - started) / 1000;
+const cpu = process.cpuUsage(cpu0);
+const cpuSecs = (cpu.user + cpu.system) / 1e6;
 stalls.disable();
 clearInterval(ticker);
 
 console.log(`features ingest bench: ${ROWS} rows x ${FEATURES} float64 features, CSV ${mb.toFixed(0)} MB`);
 console.log(`  ingest (CLI -> gRPC -> staged -> commit)  ${secs.toFixed(1)} s, ${Math.round(ROWS / secs)} rows/s, ${res.online_rows_updated} online rows updated`);
 console.log(`  -> 1M rows extrapolated                   ${((1_000_000 / ROWS) * secs).toFixed(0)} s`);
+console.log(`  process CPU during the ingest             ${cpuSecs.toFixed(1)} s (${((cpuSecs * 1e6) / ROWS).toFixed(1)} us/row; load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")})`);
 console.log(`  longest event-loop stall                  ${(stalls.max / 1e6).toFixed(0)} ms (p99 ${(stalls.percentile(99) / 1e6).toFixed(0)} ms)`);
 const worst = gaps.sort((a, b) => b.ms - a.ms).slice(0, 5).map((g) => `${g.ms.toFixed(0)} ms at ${g.at.toFixed(1)} s`);
 console.log(`  stalls > 100 ms: ${gaps.length}; worst ${worst.join(", ")} (answer at ${secs.toFixed(1)} s)`);

@@ -84,7 +84,14 @@ const measuredOut = await new Promise<string>((resolve, reject) => {
   child.stderr.on("data", (d) => (err += d));
   child.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`features-online-client failed (${code}): ${err}`))));
 });
-const { rows: rpc, columnar: rpcColumnar, server } = JSON.parse(measuredOut) as { rows: number[]; columnar: number[]; server: { rows: number; columnar: number } };
+const { rows: rpc, columnar: rpcColumnar, lean: rpcLean, server, cpuMs } = JSON.parse(measuredOut) as {
+  rows: number[];
+  columnar: number[];
+  lean: number[];
+  server: { rows: number; columnar: number; lean: number };
+  cpuMs: { rows: number; columnar: number; lean: number };
+};
+const load = os.loadavg().map((x) => x.toFixed(2)).join(" ");
 
 // The limit: the same lookups straight on the store, plus the JSON decode, no RPC.
 let store: OnlineStore;
@@ -110,9 +117,12 @@ for (let i = 0; i < CALLS; i++) {
 console.log(`features bench (${redis ? "redis" : "sqlite"} online store), ${BATCH} entities x ${FEATURES} features, ${CALLS} calls`);
 console.log(`  GetOnlineFeatures over gRPC   p50 ${fmt(pct(rpc, 50))}  p99 ${fmt(pct(rpc, 99))}  (rows: 2,000 FeatureValue messages)`);
 console.log(`  ... columnar: true            p50 ${fmt(pct(rpcColumnar, 50))}  p99 ${fmt(pct(rpcColumnar, 99))}  (20 packed columns)`);
-console.log(`  server side (rpc histogram)   mean ${fmt((server.rows * 1000) / rpc.length)} rows, ${fmt((server.columnar * 1000) / rpcColumnar.length)} columnar`);
+console.log(`  ... columnar, lean client      p50 ${fmt(pct(rpcLean, 50))}  p99 ${fmt(pct(rpcLean, 99))}  (lib/features-online-client.ts: typed arrays)`);
+console.log(`  server side (rpc histogram)   mean ${fmt((server.rows * 1000) / rpc.length)} rows, ${fmt((server.columnar * 1000) / rpcColumnar.length)} columnar, ${fmt((server.lean * 1000) / rpcLean.length)} lean`);
+console.log(`  client CPU per call           ${fmt(cpuMs.rows / rpc.length)} rows, ${fmt(cpuMs.columnar / rpcColumnar.length)} columnar, ${fmt(cpuMs.lean / rpcLean.length)} lean (all client threads)`);
 console.log(`  store lookup + decode (limit) p50 ${fmt(pct(direct, 50))}  p99 ${fmt(pct(direct, 99))}`);
-console.log(`  ratio p99 gRPC / limit        ${(pct(rpc, 99) / pct(direct, 99)).toFixed(1)}x rows, ${(pct(rpcColumnar, 99) / pct(direct, 99)).toFixed(1)}x columnar`);
+console.log(`  ratio p99 gRPC / limit        ${(pct(rpc, 99) / pct(direct, 99)).toFixed(1)}x rows, ${(pct(rpcColumnar, 99) / pct(direct, 99)).toFixed(1)}x columnar, ${(pct(rpcLean, 99) / pct(direct, 99)).toFixed(1)}x lean`);
+console.log(`  load average (1/5/15 min)     ${load} at the end of the gRPC calls, on ${os.cpus().length} cores`);
 console.log(`  WriteFeatures                 ${Math.round(ENTITIES / writeSeconds)} rows/s (${FEATURES} features, 10k rows per call)`);
 if (!redis) {
   // Read by bench/suite.ts (npm run bench).
@@ -122,6 +132,7 @@ if (!redis) {
     `${JSON.stringify({ date: new Date().toISOString(), entities: BATCH, features: FEATURES, calls: CALLS, summary: {
       onlineP50ms: ms(pct(rpc, 50)), onlineP99ms: ms(pct(rpc, 99)),
       onlineColumnarP50ms: ms(pct(rpcColumnar, 50)), onlineColumnarP99ms: ms(pct(rpcColumnar, 99)),
+      onlineLeanP50ms: ms(pct(rpcLean, 50)), onlineLeanP99ms: ms(pct(rpcLean, 99)),
       storeLookupP99ms: ms(pct(direct, 99)), writeRowsPerSec: Math.round(ENTITIES / writeSeconds),
     } }, null, 2)}\n`,
   );

@@ -15,7 +15,7 @@ import { ApplyOutcome, FeatureStatus, MaterializationState, type FeatureRowSchem
 import { IngestFeaturesRequestSchema, type IngestFeaturesRequest } from "../gen/mlmesh/features/v1/features_service_pb.js";
 import { ValueType, type Value, type ValueSchema } from "../gen/mlmesh/types/v1/types_pb.js";
 import type { Config } from "../lib/config.js";
-import { CsvFormatError, CsvRecordParser, forEachCsvRecord } from "../lib/drift/csv-drift.js";
+import { CsvFormatError, CsvRecordParser } from "../lib/drift/csv-drift.js";
 import { codeName } from "../lib/errors.js";
 import { createMeshClients } from "../lib/mesh-clients.js";
 import { EXIT, printError, printJson, printTable, UsageError } from "./output.js";
@@ -181,16 +181,41 @@ function cellConverter(type: ValueType): (text: string) => ValueInit {
   }
 }
 
-/** `event_ts`: RFC 3339 or epoch milliseconds. */
-export function parseEventTs(text: string): { seconds: bigint; nanos: number } {
+const EPOCH_MS = /^-?\d{1,16}$/;
+
+/** `event_ts` in epoch milliseconds: RFC 3339 or epoch milliseconds. */
+function parseEventMs(text: string): number {
   const t = text.trim();
   let ms: number;
-  if (/^-?\d{1,16}$/.test(t)) ms = Number(t);
+  if (EPOCH_MS.test(t)) ms = Number(t);
   else if (RFC3339.test(t)) ms = Date.parse(t.replace(" ", "T"));
   else throw new CellError(`expected RFC 3339 or epoch milliseconds, got ${JSON.stringify(text.slice(0, 60))}`);
   if (!Number.isFinite(ms)) throw new CellError(`not a valid time: ${JSON.stringify(text.slice(0, 60))}`);
+  return ms;
+}
+
+/** `event_ts`: RFC 3339 or epoch milliseconds. */
+export function parseEventTs(text: string): { seconds: bigint; nanos: number } {
+  const ms = parseEventMs(text);
   const seconds = Math.floor(ms / 1000);
   return { seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1e6 };
+}
+
+/**
+ * A writer of one CSV cell straight into the chunk's protobuf bytes (no Value object per
+ * cell): the same checks and the same bytes as cellConverter + ChunkEncoder.row.
+ */
+function cellWriter(type: ValueType): (enc: ChunkEncoder, text: string) => void {
+  switch (type) {
+    case ValueType.FLOAT64:
+      return (enc, t) => (t === "" ? enc.nullValue() : enc.doubleValue(parseFloatCell(t, "float64")));
+    case ValueType.FLOAT32:
+      return (enc, t) => (t === "" ? enc.nullValue() : enc.floatValue(parseFloatCell(t, "float32")));
+    default: {
+      const conv = cellConverter(type);
+      return (enc, t) => enc.value(conv(t));
+    }
+  }
 }
 
 /** How each CSV column maps to a row, from the file's header and the view. */
@@ -223,8 +248,35 @@ export function ingestPlan(view: FeatureView, header: readonly string[], file: s
     values.push({ name, col, convert: cellConverter(f.type) });
   });
   if (values.length === 0) throw new CsvFormatError(file, 1, undefined, `the header names no feature of ${view.name}`);
+  const writers = values.map((v) => cellWriter(view.features.find((f) => f.name === v.name)!.type));
   return {
     featureNames: values.map((v) => v.name),
+    /** The row of `fields` appended to `enc` as bytes; nothing is appended when a cell is bad. */
+    encode(fields: readonly string[], line: number, enc: ChunkEncoder): void {
+      let at = "event_ts";
+      const mark = enc.mark();
+      try {
+        const eventMs = parseEventMs(fields[ts]!);
+        enc.beginRow();
+        enc.beginKeys();
+        for (const k of keys) {
+          at = k.name;
+          enc.key(k.name, k.convert(fields[k.col]!));
+        }
+        enc.endKeys();
+        enc.eventTimeMs(eventMs);
+        for (let i = 0; i < values.length; i++) {
+          const v = values[i]!;
+          at = v.name;
+          writers[i]!(enc, fields[v.col]!);
+        }
+        enc.endRow(line);
+      } catch (err) {
+        enc.rewind(mark);
+        if (err instanceof CellError) throw new CsvFormatError(file, line, undefined, `${at}: ${err.message}`);
+        throw err;
+      }
+    },
     row(fields: readonly string[], line: number): RowInit {
       let at = "event_ts";
       try {
@@ -259,7 +311,7 @@ export class ChunkEncoder {
   private buf = Buffer.allocUnsafe(1 << 20);
   private pos = 0;
   private readonly starts: number[] = [];
-  private lines: bigint[] = [];
+  private lines: number[] = [];
   rows = 0;
 
   private ensure(n: number): void {
@@ -318,7 +370,7 @@ export class ChunkEncoder {
     this.buf.write(s, this.pos, "utf8");
     this.pos += n;
   }
-  private value(v: ValueInit): void {
+  private valueBody(v: ValueInit): void {
     const k = v.kind;
     this.fork();
     if (k && k.case !== undefined) {
@@ -368,6 +420,85 @@ export class ChunkEncoder {
     this.join();
   }
 
+  /** Where the encoder stands, to undo a row that failed half-way (see rewind). */
+  mark(): number {
+    return this.pos;
+  }
+  rewind(pos: number): void {
+    this.pos = pos;
+    this.starts.length = 0;
+  }
+  beginRow(): void {
+    this.byte(0x0a);
+    this.fork();
+  }
+  beginKeys(): void {
+    this.byte(0x0a); // entity_key
+    this.fork();
+  }
+  key(name: string, v: ValueInit): void {
+    this.byte(0x0a); // keys entry
+    this.fork();
+    this.byte(0x0a);
+    this.string(name);
+    this.byte(0x12);
+    this.valueBody(v);
+    this.join();
+  }
+  endKeys(): void {
+    this.join();
+  }
+  /** event_time from epoch ms, as timestampFromMs makes it. */
+  eventTimeMs(ms: number): void {
+    const seconds = Math.floor(ms / 1000);
+    const nanos = (ms - seconds * 1000) * 1e6;
+    this.byte(0x12);
+    this.fork();
+    if (seconds !== 0) {
+      this.byte(0x08);
+      if (seconds > 0) this.varint(seconds);
+      else this.varint64(BigInt(seconds));
+    }
+    if (nanos !== 0) {
+      this.byte(0x10);
+      this.varint(nanos);
+    }
+    this.join();
+  }
+  /** values: a Value with double_value (0x1a, length 9, tag 0x09, 8 bytes). */
+  doubleValue(x: number): void {
+    this.ensure(11);
+    this.buf[this.pos++] = 0x1a;
+    this.buf[this.pos++] = 9;
+    this.buf[this.pos++] = 0x09;
+    this.buf.writeDoubleLE(x, this.pos);
+    this.pos += 8;
+  }
+  floatValue(x: number): void {
+    this.ensure(7);
+    this.buf[this.pos++] = 0x1a;
+    this.buf[this.pos++] = 5;
+    this.buf[this.pos++] = 0x15;
+    this.buf.writeFloatLE(x, this.pos);
+    this.pos += 4;
+  }
+  /** values: an empty Value (NULL). */
+  nullValue(): void {
+    this.ensure(2);
+    this.buf[this.pos++] = 0x1a;
+    this.buf[this.pos++] = 0;
+  }
+  /** values: any Value. */
+  value(v: ValueInit): void {
+    this.byte(0x1a);
+    this.valueBody(v);
+  }
+  endRow(line: number): void {
+    this.join();
+    this.lines.push(line);
+    this.rows++;
+  }
+
   /** Append one FeatureRow (IngestChunk field 1) and its source line. */
   row(r: RowInit, line: number): void {
     this.byte(0x0a);
@@ -381,7 +512,7 @@ export class ChunkEncoder {
       this.byte(0x0a);
       this.string(name);
       this.byte(0x12);
-      this.value(keys[name]!);
+      this.valueBody(keys[name]!);
       this.join();
     }
     this.join();
@@ -399,10 +530,10 @@ export class ChunkEncoder {
     this.join();
     for (const v of r.values as ValueInit[]) {
       this.byte(0x1a);
-      this.value(v);
+      this.valueBody(v);
     }
     this.join();
-    this.lines.push(BigInt(line));
+    this.lines.push(line);
     this.rows++;
   }
 
@@ -411,7 +542,7 @@ export class ChunkEncoder {
     if (this.lines.length) {
       this.byte(0x12); // source_lines, packed
       this.fork();
-      for (const l of this.lines) this.varint64(l);
+      for (const l of this.lines) this.varint(l);
       this.join();
     }
     if (last) {
@@ -451,15 +582,19 @@ async function* csvRecords(file: string): AsyncGenerator<{ fields: string[]; lin
       n++;
       const line = n === 1 && raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
       if (line.length === 0 && !parser.pending) continue;
-      const record = parser.pushLine(line, n);
+      // A line with no quote, outside a quoted field, is its fields split on commas (what
+      // the parser's character loop yields for it, many times faster).
+      const plain = !parser.pending && line.indexOf('"') < 0;
+      const record = plain ? line.split(",") : parser.pushLine(line, n);
       if (record === null) continue;
+      const at = plain ? n : parser.recordLine;
       if (width < 0) {
         width = record.length;
-        yield { fields: record, line: parser.recordLine };
+        yield { fields: record, line: at };
         continue;
       }
-      if (record.length !== width) throw new CsvFormatError(file, parser.recordLine, undefined, `expected ${width} fields as in the header, got ${record.length}`);
-      yield { fields: record, line: parser.recordLine };
+      if (record.length !== width) throw new CsvFormatError(file, at, undefined, `expected ${width} fields as in the header, got ${record.length}`);
+      yield { fields: record, line: at };
     }
     parser.finish();
   } finally {
@@ -485,12 +620,38 @@ interface IngestSource {
   /** What the numbers count, as the server names them in errors. */
   readonly unit: "line" | "row";
   rows(): AsyncGenerator<{ row: RowInit; line: number }>;
+  /**
+   * Appends the rows to `chunk`, pausing (yield) whenever it holds `batch` rows so the
+   * caller can send it. CSV cells go straight to bytes; Parquet rows through RowInit.
+   */
+  encodeRows(chunk: ChunkEncoder, batch: number): AsyncGenerator<void>;
+}
+
+/** The header (checked as forEachCsvRecord checks it) and the number of data records. */
+async function countCsvRecords(file: string): Promise<{ header: string[]; rows: number }> {
+  let header: string[] | undefined;
+  let rows = 0;
+  for await (const { fields, line } of csvRecords(file)) {
+    if (header) {
+      rows++;
+      continue;
+    }
+    const seen = new Set<string>();
+    fields.forEach((name, i) => {
+      if (name.trim() === "") throw new CsvFormatError(file, line, undefined, `header field ${i + 1} is empty`);
+      if (seen.has(name)) throw new CsvFormatError(file, line, undefined, `header repeats column ${JSON.stringify(name)}`);
+      seen.add(name);
+    });
+    header = fields;
+  }
+  if (header === undefined) throw new CsvFormatError(file, 1, undefined, "file is empty; expected a header row");
+  return { header, rows };
 }
 
 async function csvSource(view: FeatureView, file: string): Promise<IngestSource> {
   // First pass: the CSV structure and the row count (expected_rows catches a truncated
   // upload; the count also drives the progress line). Only one record is held at a time.
-  const { header, rows: total } = await forEachCsvRecord(file, () => {});
+  const { header, rows: total } = await countCsvRecords(file);
   const plan = ingestPlan(view, header, file);
   return {
     total,
@@ -504,6 +665,17 @@ async function csvSource(view: FeatureView, file: string): Promise<IngestSource>
           continue;
         }
         yield { row: plan.row(fields, line), line };
+      }
+    },
+    async *encodeRows(chunk, batch) {
+      let first = true;
+      for await (const { fields, line } of csvRecords(file)) {
+        if (first) {
+          first = false;
+          continue;
+        }
+        plan.encode(fields, line, chunk);
+        if (chunk.rows >= batch) yield;
       }
     },
   };
@@ -628,7 +800,7 @@ async function parquetSource(view: FeatureView, file: string): Promise<IngestSou
       throw err;
     }
   };
-  return {
+  const source: IngestSource = {
     total: Number(metadata.num_rows),
     featureNames: values.map((v) => v.name),
     unit: "row",
@@ -643,7 +815,14 @@ async function parquetSource(view: FeatureView, file: string): Promise<IngestSou
         rows = [];
       }
     },
+    async *encodeRows(chunk, batch) {
+      for await (const { row, line } of source.rows()) {
+        chunk.row(row, line);
+        if (chunk.rows >= batch) yield;
+      }
+    },
   };
+  return source;
 }
 
 /**
@@ -680,14 +859,11 @@ export async function ingestFile(client: FeaturesClient, viewName: string, file:
         },
       };
       const chunk = new ChunkEncoder();
-      for await (const { row, line } of source.rows()) {
-        chunk.row(row, line);
-        if (chunk.rows >= batch) {
-          const n = chunk.rows;
-          yield chunk.take();
-          sent += n;
-          if (progress) draw(false);
-        }
+      for await (const _ of source.encodeRows(chunk, batch)) {
+        const n = chunk.rows;
+        yield chunk.take();
+        sent += n;
+        if (progress) draw(false);
       }
       // Always a final chunk (possibly empty) with the end marker: the server commits only then.
       const n = chunk.rows;

@@ -58,7 +58,7 @@ interface MethodEntry {
   readonly path: string;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   readonly fn: (...args: any[]) => any;
-  /** Unary handler marked by rawRequests (lib/pre-encoded.ts): gets the request bytes, undecoded. */
+  /** Unary or client-streaming handler marked by rawRequests (lib/pre-encoded.ts): gets request bytes, undecoded. */
   readonly raw: boolean;
 }
 
@@ -355,7 +355,7 @@ class RequestQueue implements AsyncIterableIterator<unknown> {
         this.call.stream.resume();
       }
       try {
-        return Promise.resolve({ value: decode(this.call.method.input, bytes), done: false });
+        return Promise.resolve({ value: this.call.entry.raw ? bytes : decode(this.call.method.input, bytes), done: false });
       } catch (err) {
         return Promise.reject(err);
       }
@@ -379,7 +379,7 @@ class RequestQueue implements AsyncIterableIterator<unknown> {
 
   private deliver(bytes: Buffer, resolve: (r: IteratorResult<unknown>) => void, reject: (e: unknown) => void): void {
     try {
-      resolve({ value: decode(this.call.method.input, bytes), done: false });
+      resolve({ value: this.call.entry.raw ? bytes : decode(this.call.method.input, bytes), done: false });
     } catch (err) {
       reject(err);
     }
@@ -593,7 +593,7 @@ export function createH2GrpcServer(opts: H2GrpcServerOptions): H2GrpcServer {
       const kind =
         method.methodKind === "unary" ? Kind.Unary : method.methodKind === "server_streaming" ? Kind.ServerStreaming : method.methodKind === "client_streaming" ? Kind.ClientStreaming : Kind.Bidi;
       const fn = impl[method.localName]!;
-      methods.set(path, { service, method, kind, path, fn, raw: kind === Kind.Unary && wantsRawRequests(fn) });
+      methods.set(path, { service, method, kind, path, fn, raw: (kind === Kind.Unary || kind === Kind.ClientStreaming) && wantsRawRequests(fn) });
     }
   }
   const state: ServerState = { maxMessageBytes: opts.maxMessageBytes, shutdownSignal: opts.shutdownSignal, active: new Set() };

@@ -64,6 +64,39 @@ export class PbReader {
     throw new PbReadError("varint longer than 10 bytes");
   }
 
+  /** A varint as a number: exact up to 2^53 (lengths, counts, ids, positive int64s). */
+  varint(): number {
+    const b = this.buf;
+    let result = 0;
+    let mul = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new PbReadError("truncated varint");
+      const c = b[this.pos++]!;
+      result += (c & 0x7f) * mul;
+      if (c < 0x80) return result;
+      mul *= 128;
+    }
+    throw new PbReadError("varint longer than 10 bytes");
+  }
+
+  /** int64 as a number: exact within ±2^53 (a Timestamp's seconds), else rounded. */
+  int64Number(): number {
+    const start = this.pos;
+    const v = this.varint();
+    // Up to 7 bytes is below 2^49: exact. Longer (negative or huge): through bigint.
+    if (this.pos - start <= 7) return v;
+    this.pos = start;
+    return Number(this.int64());
+  }
+
+  /** Moves past a length-delimited field's payload; returns where the payload starts (it ends at pos). */
+  delimited(): number {
+    const end = this.lengthEnd();
+    const start = this.pos;
+    this.pos = end;
+    return start;
+  }
+
   /** int32 (a negative one is sent sign-extended to 64 bits). */
   int32(): number {
     return this.uint32() | 0;
@@ -71,6 +104,17 @@ export class PbReader {
 
   /** A signed 64-bit varint. */
   int64(): bigint {
+    // Up to 4 bytes is a small non-negative integer: no BigInt arithmetic.
+    const b0 = this.pos;
+    let small = 0;
+    for (let i = 0; i < 4 && b0 + i < this.end; i++) {
+      const c = this.buf[b0 + i]!;
+      small += (c & 0x7f) * 2 ** (7 * i);
+      if (c < 0x80) {
+        this.pos = b0 + i + 1;
+        return BigInt(small);
+      }
+    }
     const b = this.buf;
     let p = this.pos;
     let v = 0n;
@@ -108,11 +152,16 @@ export class PbReader {
     return x;
   }
 
+  /** Alias of int64 (the name some decoders use). */
+  varint64(): bigint {
+    return this.int64();
+  }
+
   /** The length of a length-delimited field; leaves pos at its first byte. Returns its end. */
   lengthEnd(): number {
     const len = this.uint32();
     const end = this.pos + len;
-    if (end > this.end) throw new PbReadError(`length ${len} past the end of the message`);
+    if (end > this.end) throw new PbReadError(`truncated field: length ${len} past the end of the message`);
     return end;
   }
 

@@ -33,15 +33,16 @@ export function answerPreEncoded<T>(bytes: Uint8Array): T {
   return preEncoded(bytes) as unknown as T;
 }
 
-// The request side of the same idea: a unary handler marked with `rawRequests` gets the
-// request's protobuf bytes (a Uint8Array) from the gRPC port instead of a decoded message,
+// The request side of the same idea: a unary or client-streaming handler marked with
+// `rawRequests` gets each request message's protobuf bytes (a Uint8Array) from the gRPC port
+// instead of a decoded message,
 // so it can read a large request with a hand-written decoder. Every other transport
 // (Connect, grpc-js, in-process calls) still passes the decoded message, so such a handler
 // takes either; it owns refusing malformed bytes (INVALID_ARGUMENT).
 
 const RAW_REQUESTS = Symbol.for("mlmesh.rawRequests");
 
-/** Marks a unary handler as accepting raw request bytes on the gRPC port; returns it. */
+/** Marks a unary or client-streaming handler as accepting raw request bytes on the gRPC port; returns it. */
 export function rawRequests<F extends (...args: never[]) => unknown>(handler: F): F {
   (handler as unknown as Record<symbol, boolean>)[RAW_REQUESTS] = true;
   return handler;

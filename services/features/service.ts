@@ -4,16 +4,16 @@
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, type TimestampSchema } from "@bufbuild/protobuf/wkt";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { FeatureValueSchema } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
-import type { FeatureService, GetOnlineFeaturesResponse, IngestFeaturesRequest, OnlineFeatureColumnSchema } from "../../gen/mlmesh/features/v1/features_service_pb.js";
-import { acceptsPreEncoded, answerPreEncoded } from "../../lib/pre-encoded.js";
+import type { FeatureService, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, IngestFeaturesRequest, OnlineFeatureColumnSchema } from "../../gen/mlmesh/features/v1/features_service_pb.js";
+import { acceptsPreEncoded, answerPreEncoded, rawRequests } from "../../lib/pre-encoded.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ValidationError } from "../../lib/errors.js";
 import { decodePageToken, encodePageToken, pageSize } from "../../lib/paging.js";
 import { principalOf } from "../../lib/principal.js";
 import type { BulkIngestor, Upload } from "./bulk-ingest.js";
-import type { FeatureWriter } from "./ingest.js";
+import type { FeatureWriter, RowInput } from "./ingest.js";
 import type { Materializer } from "./materialize.js";
 import {
   durationFromMs,
@@ -33,6 +33,8 @@ import {
 } from "./mapping.js";
 import type { FeatureMetrics } from "./metrics.js";
 import { encodeOnlineFeaturesColumns, encodeOnlineFeaturesResponse } from "./online-encoding.js";
+import { decodeOnlineRequest, fromMessage as onlineRequestFromMessage } from "./online-request.js";
+import { readIngestMessage } from "./ingest-wire.js";
 import { validateName, validateText } from "./names.js";
 import type { OfflineStore } from "./offline-store.js";
 import type { OnlineStore } from "./online-store.js";
@@ -129,16 +131,6 @@ function nextOrAbort<T>(it: AsyncIterator<T>, signal: AbortSignal): Promise<Iter
 const tsOrUndefined = (ms: number) => (Number.isFinite(ms) ? timestampFromMs(ms) : undefined);
 
 const reasonOf = (reason: string) => validateText(reason, "reason", 4096);
-
-/** A row's event time; errors name the row as `line N: event_time: ...` (or `row N`). */
-function timestampOrLabelled(ts: Parameters<typeof timestampToMs>[0], label: string): number {
-  try {
-    return timestampToMs(ts, "event_time");
-  } catch (err) {
-    if (err instanceof ValidationError) throw new ValidationError(label, err.message);
-    throw err;
-  }
-}
 
 export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceImpl<typeof FeatureService>> {
   const { defs, writer, planner, onlineReader, historicalReader, clock } = deps;
@@ -241,13 +233,17 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
       return { rowsWritten: BigInt(result.rowsWritten), onlineRowsUpdated: BigInt(result.onlineRowsUpdated) };
     },
 
-    async ingestFeatures(reqs, ctx) {
+    // Marked for raw messages: when the gRPC server hands a client-streaming handler its
+    // request bytes (lib/pre-encoded.ts rawRequests; unary only today), chunks are read by
+    // hand (ingest-wire.ts) instead of by protobuf-es; decoded messages work as before.
+    ingestFeatures: rawRequests(async (reqs: AsyncIterable<IngestFeaturesRequest | Uint8Array>, ctx: HandlerContext) => {
       const it = reqs[Symbol.asyncIterator]();
-      const first = await nextOrAbort<IngestFeaturesRequest>(it, ctx.signal);
-      if (first.done || first.value.payload.case !== "header") {
+      const firstRaw = await nextOrAbort<IngestFeaturesRequest | Uint8Array>(it, ctx.signal);
+      const first = firstRaw.done ? undefined : readIngestMessage(firstRaw.value);
+      if (!first || first.case !== "header") {
         throw new ValidationError("header", "the first message of an upload must be a header");
       }
-      const h = first.value.payload.value;
+      const h = first.header;
       validateName(h.view, "header.view");
       if (h.requestId.length > 128) throw new ValidationError("header.request_id", "at most 128 characters");
       if (h.expectedRows < 0n) throw new ValidationError("header.expected_rows", "must be >= 0");
@@ -269,29 +265,27 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
         let message = 1;
         let sawLast = false;
         for (;;) {
-          const r = await nextOrAbort(it, ctx.signal);
-          if (r.done) break;
-          if (r.value.payload.case !== "chunk") throw new ValidationError(`messages[${message}]`, "only the first message is a header; every later one must be a chunk");
+          const next = await nextOrAbort(it, ctx.signal);
+          if (next.done) break;
+          const r = readIngestMessage(next.value);
+          if (r.case !== "chunk") throw new ValidationError(`messages[${message}]`, "only the first message is a header; every later one must be a chunk");
           if (sawLast) throw new ValidationError(`messages[${message}]`, "a chunk after the one marked last");
-          sawLast = r.value.payload.value.last;
+          sawLast = r.last;
           message++;
           // A replayed request id: the upload was committed before; read the rest and answer as then.
           if ("replay" in begun) continue;
           const upload: Upload = begun.upload;
-          const { rows, sourceLines } = r.value.payload.value;
+          const { rows, sourceLines } = r;
           if (sourceLines.length !== 0 && sourceLines.length !== rows.length) {
             throw new ValidationError(`messages[${message - 1}].source_lines`, `must be empty or one per row (${rows.length}), got ${sourceLines.length}`);
           }
           const offset = upload.rowCount;
           const labelOf = (i: number) => (sourceLines.length ? `${unit} ${sourceLines[i]}` : `rows[${offset + i}]`);
-          await deps.gate.run(() => upload.stage(
-            rows.map((row, i) => ({
-              entityKey: entityKeyFromProto(row.entityKey),
-              eventTime: timestampOrLabelled(row.eventTime, labelOf(i)),
-              values: row.values.map(scalarFromValue),
-            })),
-            sourceLines.map(Number),
-          ));
+          for (let i = 0; i < rows.length; i++) {
+            const e = rows[i]!.eventTimeError;
+            if (e !== undefined) throw new ValidationError(labelOf(i), e);
+          }
+          await deps.gate.run(() => upload.stage(rows as RowInput[], sourceLines));
         }
         // lib/grpc-server.ts already turns a trailing client reset into CANCELLED at the end
         // of the request stream; this covers a cancel that lands while the last chunk stages.
@@ -310,19 +304,14 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
         // Idempotent; after a commit there is nothing left to delete.
         if ("upload" in begun) await begun.upload.discard();
       }
-    },
+    }),
 
-    async getOnlineFeatures(req, ctx) {
+    // On the gRPC port the request arrives as bytes and is read by hand (online-request.ts).
+    getOnlineFeatures: rawRequests(async (raw: GetOnlineFeaturesRequest | Uint8Array, ctx: HandlerContext) => {
+      const req = raw instanceof Uint8Array ? decodeOnlineRequest(raw) : onlineRequestFromMessage(raw);
       const plan = planner.plan(req.refs, req.featureSet);
-      if (req.entityRequestData.length !== 0 && req.entityRequestData.length !== req.entities.length) {
-        throw new ValidationError("entity_request_data", `must be empty or have one entry per entity (${req.entities.length}), got ${req.entityRequestData.length}`);
-      }
-      const entities = req.entities.map((e, i) => ({
-        keys: entityKeyFromProto(e),
-        request: req.entityRequestData.length ? requestDataFromProto(req.entityRequestData[i]!.fields) : undefined,
-      }));
       const now = clock();
-      const rows = await onlineReader.read(plan, entities, requestDataFromProto(req.requestData), now);
+      const rows = await onlineReader.read(plan, req.entities, req.requestData, now);
       if (req.columnar) {
         if (acceptsPreEncoded(ctx)) return answerPreEncoded<GetOnlineFeaturesResponse>(encodeOnlineFeaturesColumns(plan.refs, rows, plan.types, now));
         return { refs: [...plan.refs], readTime: timestampFromMs(now), columns: plan.types.map((type, c) => columnToProto(rows, c, type)) };
@@ -331,7 +320,7 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
         return answerPreEncoded<GetOnlineFeaturesResponse>(encodeOnlineFeaturesResponse(plan.refs, rows, plan.types, now));
       }
       return { refs: [...plan.refs], rows: rows.map((values) => ({ values: valuesToProto(values, plan) })), readTime: timestampFromMs(now) };
-    },
+    }),
 
     async *getHistoricalFeatures(req) {
       const plan = planner.plan(req.refs, req.featureSet);

@@ -11,9 +11,9 @@ import { after, before, describe, it } from "node:test";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import Database from "better-sqlite3";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ChunkEncoder, runFeatures } from "../../cli/features-command.js";
-import { FeatureStatus, type FeatureValue } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ChunkEncoder, ingestPlan, runFeatures } from "../../cli/features-command.js";
+import { FeatureStatus, FeatureViewSchema, type FeatureValue } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
 import { FeatureService, IngestFeaturesRequestSchema } from "../../gen/mlmesh/features/v1/features_service_pb.js";
 import { ValueType } from "../../gen/mlmesh/types/v1/types_pb.js";
 import { createServiceClient } from "../../lib/clients.js";
@@ -84,6 +84,43 @@ describe("ChunkEncoder (the CLI's hand-written IngestChunk encoding)", () => {
     const vals = chunk.rows[0]!.values.map((v) => (v.kind.case === "floatVectorValue" ? [...(v.kind.value as { values: number[] }).values] : v.kind.case === undefined ? null : v.kind.value));
     assert.deepEqual(vals, [-1.5, 0.25, -(2n ** 63n), false, [1, -2.5, 3], [], null, "x".repeat(300)]);
     assert.deepEqual(chunk.rows[1]!.values.map((v) => v.kind.value), [2n ** 40n]);
+  });
+});
+
+describe("ingestPlan.encode (CSV cells straight to bytes)", () => {
+  it("writes the same bytes as the RowInit path, and nothing for a bad row", () => {
+    const view = create(FeatureViewSchema, {
+      name: "v",
+      entities: [{ name: "user_id", type: ValueType.INT64 }, { name: "region", type: ValueType.STRING }],
+      features: [
+        { name: "d", type: ValueType.FLOAT64 },
+        { name: "f", type: ValueType.FLOAT32 },
+        { name: "i", type: ValueType.INT64 },
+        { name: "b", type: ValueType.BOOL },
+        { name: "s", type: ValueType.STRING },
+        { name: "vec", type: ValueType.FLOAT_VECTOR },
+      ],
+    });
+    const header = ["region", "event_ts", "d", "user_id", "f", "i", "b", "s", "vec"];
+    const plan = ingestPlan(view, header, "x.csv");
+    const lines = [
+      ["zürich", "1767268800123", "-1.5", "-42", "0.25", "-9223372036854775808", "true", "x", "[1, -2.5]"],
+      ["a", "2026-01-01T00:00:00.5Z", "", "7", "", "", "", "", ""],
+      ["a", "-1500", "nan", "9007199254740993", "-inf", "1", "0", "", "[]"],
+      ["a", "0", " 1e3 ", "0", "3", "2", "1", "s", "2"],
+    ];
+    const viaRows = new ChunkEncoder();
+    const direct = new ChunkEncoder();
+    lines.forEach((f, i) => {
+      viaRows.row(plan.row(f, i + 2), i + 2);
+      plan.encode(f, i + 2, direct);
+    });
+    // A bad cell after good ones: the half-written row is taken back.
+    assert.throws(() => plan.encode(["a", "0", "1", "5", "1", "1", "maybe", "", ""], 99, direct), /x.csv:99: b: expected bool/);
+    assert.equal(direct.rows, lines.length);
+    const a = toBinary(IngestFeaturesRequestSchema, viaRows.take(true));
+    const b = toBinary(IngestFeaturesRequestSchema, direct.take(true));
+    assert.deepEqual(Buffer.from(b).toString("hex"), Buffer.from(a).toString("hex"));
   });
 });
 

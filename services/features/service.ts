@@ -5,8 +5,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, type TimestampSchema } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import type { FeatureValueSchema } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
-import type { FeatureService, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, IngestFeaturesRequest, OnlineFeatureColumnSchema } from "../../gen/mlmesh/features/v1/features_service_pb.js";
+import type { FeatureStatus, FeatureValueSchema } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
+import type { FeatureService, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, IngestFeaturesRequest, OnlineFeatureColumn } from "../../gen/mlmesh/features/v1/features_service_pb.js";
 import { acceptsPreEncoded, answerPreEncoded, rawRequests } from "../../lib/pre-encoded.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ValidationError } from "../../lib/errors.js";
@@ -88,24 +88,53 @@ function valuesToProto(values: readonly ReadValue[], plan: ReadPlan): FeatureVal
 }
 
 /** One column of a columnar read, the reflective way (Connect/JSON callers). */
-function columnToProto(rows: readonly ReadValue[][], c: number, type: ValueKind): MessageInitShape<typeof OnlineFeatureColumnSchema> {
-  const statuses = rows.map((r) => STATUS[r[c]!.status]);
-  const eventTimesMs = rows.map((r) => (Number.isNaN(r[c]!.eventTime) ? 0 : r[c]!.eventTime));
+/**
+ * One column of a columnar answer, as the message literal create() would return: the router
+ * reads it through an in-process call, which hands a message on as it is (create() would
+ * walk every array again).
+ */
+function columnToProto(rows: readonly ReadValue[][], c: number, type: ValueKind): OnlineFeatureColumn {
+  const n = rows.length;
+  const statuses = new Array<FeatureStatus>(n);
+  const eventTimesMs = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const v = rows[i]![c]!;
+    statuses[i] = STATUS[v.status];
+    eventTimesMs[i] = Number.isNaN(v.eventTime) ? 0 : v.eventTime;
+  }
   const at = <T,>(zero: T) => rows.map((r) => (r[c]!.status === "present" ? (r[c]!.value as T) : zero));
+  const col: OnlineFeatureColumn = {
+    $typeName: "mlmesh.features.v1.OnlineFeatureColumn",
+    statuses,
+    eventTimesMs,
+    doubleValues: [],
+    floatValues: [],
+    int64Values: [],
+    stringValues: [],
+    boolValues: [],
+    vectorValues: [],
+  };
   switch (type) {
     case "float64":
-      return { statuses, eventTimesMs, doubleValues: at<number>(0).map(Number) };
+      col.doubleValues = at<number>(0).map(Number);
+      break;
     case "float32":
-      return { statuses, eventTimesMs, floatValues: at<number>(0).map(Number) };
+      col.floatValues = at<number>(0).map(Number);
+      break;
     case "int64":
-      return { statuses, eventTimesMs, int64Values: at<bigint>(0n) };
+      col.int64Values = at<bigint>(0n);
+      break;
     case "string":
-      return { statuses, eventTimesMs, stringValues: at<string>("") };
+      col.stringValues = at<string>("");
+      break;
     case "bool":
-      return { statuses, eventTimesMs, boolValues: at<boolean>(false) };
+      col.boolValues = at<boolean>(false);
+      break;
     case "float_vector":
-      return { statuses, eventTimesMs, vectorValues: at<readonly number[]>([]).map((values) => ({ values: [...values] })) };
+      col.vectorValues = at<readonly number[]>([]).map((values) => ({ $typeName: "mlmesh.types.v1.FloatVector", values: [...values] }));
+      break;
   }
+  return col;
 }
 
 /** The next message, or the cancellation of the call if that comes first. */
@@ -314,7 +343,14 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
       const rows = await onlineReader.read(plan, req.entities, req.requestData, now);
       if (req.columnar) {
         if (acceptsPreEncoded(ctx)) return answerPreEncoded<GetOnlineFeaturesResponse>(encodeOnlineFeaturesColumns(plan.refs, rows, plan.types, now));
-        return { refs: [...plan.refs], readTime: timestampFromMs(now), columns: plan.types.map((type, c) => columnToProto(rows, c, type)) };
+        const answer: GetOnlineFeaturesResponse = {
+          $typeName: "mlmesh.features.v1.GetOnlineFeaturesResponse",
+          refs: [...plan.refs],
+          rows: [],
+          readTime: timestampFromMs(now),
+          columns: plan.types.map((type, c) => columnToProto(rows, c, type)),
+        };
+        return answer;
       }
       if (acceptsPreEncoded(ctx)) {
         return answerPreEncoded<GetOnlineFeaturesResponse>(encodeOnlineFeaturesResponse(plan.refs, rows, plan.types, now));

@@ -11,7 +11,8 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { EventMetaSchema } from "../../gen/mlmesh/events/v1/envelope_pb.js";
 import { FeatureRowsIngestedSchema, FeatureRowsRejectedSchema, type FeatureRowsRejected } from "../../gen/mlmesh/events/v1/features_events_pb.js";
 import { FeatureStatus, MaterializationState, type FeatureValue, type MaterializationJob } from "../../gen/mlmesh/features/v1/features_resources_pb.js";
@@ -196,6 +197,11 @@ describe("feature materialization and streaming ingest", () => {
       );
     }
     assert.equal(byCol.columns[0]!.statuses[2], FeatureStatus.NOT_FOUND);
+    // The same answer over Connect JSON (the handler's message answer, not the gRPC port's bytes).
+    const connect = createClient(FeatureService, createConnectTransport({ baseUrl: proc.endpoint("features").http, httpVersion: "1.1" }));
+    const viaJson = await connect.getOnlineFeatures({ entities, refs, columnar: true });
+    assert.deepEqual(viaJson.columns, byCol.columns);
+    assert.deepEqual(viaJson.refs, byCol.refs);
   });
 
   it("refuses bad requests with the field named", async () => {

@@ -13,6 +13,7 @@ import type { Logger } from "./logger.js";
 import type { RpcMetrics } from "./metrics.js";
 import { PRINCIPAL_VALUE, withPrincipal, type Principal } from "./principal.js";
 import { extractTraceContext, getTracer, withDeadline } from "./telemetry.js";
+import { CounterChild, HistogramChild } from "./metric-children.js";
 
 export interface ObserveOptions {
   readonly logger: Logger;
@@ -66,20 +67,19 @@ export function requestTimeoutMs(header: { get(key: string): string | null | und
 export function createCallObserver(opts: ObserveOptions): CallObserver {
   const tracer = getTracer("mlmesh.rpc");
   const { metrics, logger } = opts;
-  // prom-client label lookups hash their arguments; caching the children per
-  // (method, code) keeps the hot path free of that work.
-  const children = new Map<string, { inc: () => void; observe: (v: number) => void }>();
+  // prom-client label lookups hash their arguments; children bound per (method, code)
+  // (lib/metric-children.ts) keep the hot path free of that work.
+  const children = new Map<string, { counter: CounterChild; histogram: HistogramChild }>();
   const record = (service: string, method: string, code: string, seconds: number) => {
     const key = `${service}/${method}/${code}`;
     let child = children.get(key);
     if (!child) {
-      const counter = metrics.requests.labels(service, method, code);
-      const histogram = metrics.duration.labels(service, method, code);
-      child = { inc: () => counter.inc(), observe: (v) => histogram.observe(v) };
+      const labels = { service, method, code };
+      child = { counter: new CounterChild(metrics.requests, labels), histogram: new HistogramChild(metrics.duration, labels) };
       children.set(key, child);
     }
-    child.inc();
-    child.observe(seconds);
+    child.counter.inc();
+    child.histogram.observe(seconds);
   };
 
   return (service, method, header, askedTimeoutMs) => {

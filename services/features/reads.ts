@@ -13,6 +13,7 @@ import { isExpired, joinAsOf } from "./pit-join.js";
 import type { DefinitionStore } from "./store.js";
 import type { RegisteredTransform, TransformRegistry } from "./transforms.js";
 import type { ReadValue, Scalar, StoredView, ValueKind, ValueStatus } from "./types.js";
+import { counterChild, histogramChild } from "../../lib/metric-children.js";
 
 type StoredSource = { readonly kind: "stored"; readonly slot: number; readonly index: number; readonly type: ValueKind };
 type RequestSource = { readonly kind: "request"; readonly name: string; readonly required: boolean; readonly ref: string };
@@ -242,7 +243,7 @@ export class OnlineReader {
       }
       perSlot.push(recs);
     }
-    this.metrics.onlineReadDuration.observe({ store: this.online.kind }, (performance.now() - started) / 1000);
+    histogramChild(this.metrics.onlineReadDuration, { store: this.online.kind }).observe((performance.now() - started) / 1000);
     const records = new Array<SlotRecord | undefined>(plan.slots.length);
     const rows = new Array<ReadValue[]>(entities.length);
     const counts = new Int32Array(plan.columns.length * 4);
@@ -263,10 +264,10 @@ export class OnlineReader {
     let children = this.counters.get(plan);
     if (!children) {
       children = plan.columnViews.map((view) => ({
-        present: this.metrics.onlineValues.labels(view, "present"),
-        not_found: this.metrics.onlineValues.labels(view, "not_found"),
-        expired: this.metrics.onlineValues.labels(view, "expired"),
-        null: this.metrics.onlineValues.labels(view, "null"),
+        present: counterChild(this.metrics.onlineValues, { view, status: "present" }),
+        not_found: counterChild(this.metrics.onlineValues, { view, status: "not_found" }),
+        expired: counterChild(this.metrics.onlineValues, { view, status: "expired" }),
+        null: counterChild(this.metrics.onlineValues, { view, status: "null" }),
       }));
       this.counters.set(plan, children);
     }

@@ -7,14 +7,16 @@ import type { BatchingSettings, LoadedVersion, ModelLoader } from "./loader.js";
 import type { InferenceMetrics } from "./metrics.js";
 import type { RunResult } from "./session-pool.js";
 import type { DenseTensor } from "./tensors.js";
+import { CounterChild, HistogramChild } from "../../lib/metric-children.js";
 
 /** The per-version metric series, resolved once (prom-client hashes the labels on every call otherwise). */
+/** A version's request series, bound once (lib/metric-children.ts). */
 interface VersionSeries {
-  readonly requests: ReturnType<InferenceMetrics["requests"]["labels"]>;
-  readonly rows: ReturnType<InferenceMetrics["rows"]["labels"]>;
-  readonly queue: ReturnType<InferenceMetrics["queue"]["labels"]>;
-  readonly compute: ReturnType<InferenceMetrics["compute"]["labels"]>;
-  readonly latency: ReturnType<InferenceMetrics["latency"]["labels"]>;
+  readonly requests: CounterChild;
+  readonly rows: CounterChild;
+  readonly queue: HistogramChild;
+  readonly compute: HistogramChild;
+  readonly latency: HistogramChild;
 }
 
 export class InferenceEngine {
@@ -77,13 +79,13 @@ export class InferenceEngine {
   private seriesOf(v: LoadedVersion): VersionSeries {
     let m = this.series.get(v);
     if (!m) {
-      const version = String(v.version);
+      const labels = { model: v.name, version: String(v.version) };
       m = {
-        requests: this.metrics.requests.labels(v.name, version),
-        rows: this.metrics.rows.labels(v.name, version),
-        queue: this.metrics.queue.labels(v.name, version),
-        compute: this.metrics.compute.labels(v.name, version),
-        latency: this.metrics.latency.labels(v.name, version),
+        requests: new CounterChild(this.metrics.requests, labels),
+        rows: new CounterChild(this.metrics.rows, labels),
+        queue: new HistogramChild(this.metrics.queue, labels),
+        compute: new HistogramChild(this.metrics.compute, labels),
+        latency: new HistogramChild(this.metrics.latency, labels),
       };
       this.series.set(v, m);
     }

@@ -39,6 +39,7 @@ import {
 } from "../../gen/mlmesh/router/v1/router_service_pb.js";
 import { EntityKeySchema, ValueType, type EntityKey, type Value } from "../../gen/mlmesh/types/v1/types_pb.js";
 import type { RouterConfig } from "../../lib/config-router.js";
+import { counterChild, histogramChild } from "../../lib/metric-children.js";
 import { valueMessage } from "../../lib/values.js";
 import { DeadlineExceededError, NotFoundError, PreconditionError, UnavailableError, ValidationError } from "../../lib/errors.js";
 import type { Logger } from "../../lib/logger.js";
@@ -128,7 +129,7 @@ class RequestClock {
         const elapsed = performance.now() - t;
         if (step !== "assignment" && elapsed > slice) exceeded = true;
         this.steps.push({ step, elapsed, budget: slice, exceeded });
-        this.metrics.stepDuration.observe({ endpoint: this.endpoint, step }, elapsed / 1000);
+        histogramChild(this.metrics.stepDuration, { endpoint: this.endpoint, step }).observe(elapsed / 1000);
         if (exceeded) this.metrics.budgetExceeded.inc({ endpoint: this.endpoint, step });
         span.end();
       }
@@ -428,8 +429,8 @@ export class Server {
     const fallbacks: FallbackApplied[] = [];
     const finish = (resp: PredictResponse, outcome: string) => {
       const ms = performance.now() - clock.t0;
-      this.d.metrics.requests.inc({ endpoint: spec.name, method: "Predict", served_by: roleLabel(resp.servedBy), outcome });
-      this.d.metrics.requestDuration.observe({ endpoint: spec.name, method: "Predict" }, ms / 1000);
+      counterChild(this.d.metrics.requests, { endpoint: spec.name, method: "Predict", served_by: roleLabel(resp.servedBy), outcome }).inc();
+      histogramChild(this.d.metrics.requestDuration, { endpoint: spec.name, method: "Predict" }).observe(ms / 1000);
       for (const f of resp.fallbacks) this.d.metrics.fallbacks.inc({ endpoint: spec.name, kind: FallbackKind[f.kind] ?? "UNKNOWN" });
       return resp;
     };
@@ -664,8 +665,8 @@ export class Server {
       annotateAnswer(clock, resp.model, resp.version, resp.servedBy);
       const ms = performance.now() - t0;
       this.d.observe(spec.name, decision.role, target.version, ms, scoredRes?.targetFailed ?? false, items[0]?.modelScore, unit);
-      this.d.metrics.requests.inc({ endpoint: spec.name, method: "Rank", served_by: roleLabel(resp.servedBy), outcome: resp.degraded ? "degraded" : "ok" });
-      this.d.metrics.requestDuration.observe({ endpoint: spec.name, method: "Rank" }, (performance.now() - clock.t0) / 1000);
+      counterChild(this.d.metrics.requests, { endpoint: spec.name, method: "Rank", served_by: roleLabel(resp.servedBy), outcome: resp.degraded ? "degraded" : "ok" }).inc();
+      histogramChild(this.d.metrics.requestDuration, { endpoint: spec.name, method: "Rank" }).observe((performance.now() - clock.t0) / 1000);
       return resp;
     } catch (err) {
       if (version) this.d.observe(spec.name, decision.role, version, performance.now() - t0, true, undefined, unit);

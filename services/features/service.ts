@@ -89,6 +89,19 @@ function valuesToProto(values: readonly ReadValue[], plan: ReadPlan): FeatureVal
 
 /** One column of a columnar read, the reflective way (Connect/JSON callers). */
 /**
+ * Column c's values where PRESENT, `zero` elsewhere. (Module level: a named closure made per
+ * call costs a defineProperty each time under tsx's keepNames.)
+ */
+function presentOr<T>(rows: readonly ReadValue[][], c: number, zero: T): T[] {
+  const out = new Array<T>(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const v = rows[i]![c]!;
+    out[i] = v.status === "present" ? (v.value as T) : zero;
+  }
+  return out;
+}
+
+/**
  * One column of a columnar answer, as the message literal create() would return: the router
  * reads it through an in-process call, which hands a message on as it is (create() would
  * walk every array again).
@@ -102,7 +115,6 @@ function columnToProto(rows: readonly ReadValue[][], c: number, type: ValueKind)
     statuses[i] = STATUS[v.status];
     eventTimesMs[i] = Number.isNaN(v.eventTime) ? 0 : v.eventTime;
   }
-  const at = <T,>(zero: T) => rows.map((r) => (r[c]!.status === "present" ? (r[c]!.value as T) : zero));
   const col: OnlineFeatureColumn = {
     $typeName: "mlmesh.features.v1.OnlineFeatureColumn",
     statuses,
@@ -116,22 +128,22 @@ function columnToProto(rows: readonly ReadValue[][], c: number, type: ValueKind)
   };
   switch (type) {
     case "float64":
-      col.doubleValues = at<number>(0).map(Number);
+      col.doubleValues = presentOr<number>(rows, c, 0).map(Number);
       break;
     case "float32":
-      col.floatValues = at<number>(0).map(Number);
+      col.floatValues = presentOr<number>(rows, c, 0).map(Number);
       break;
     case "int64":
-      col.int64Values = at<bigint>(0n);
+      col.int64Values = presentOr<bigint>(rows, c, 0n);
       break;
     case "string":
-      col.stringValues = at<string>("");
+      col.stringValues = presentOr<string>(rows, c, "");
       break;
     case "bool":
-      col.boolValues = at<boolean>(false);
+      col.boolValues = presentOr<boolean>(rows, c, false);
       break;
     case "float_vector":
-      col.vectorValues = at<readonly number[]>([]).map((values) => ({ $typeName: "mlmesh.types.v1.FloatVector", values: [...values] }));
+      col.vectorValues = presentOr<readonly number[]>(rows, c, []).map((values) => ({ $typeName: "mlmesh.types.v1.FloatVector", values: [...values] }));
       break;
   }
   return col;

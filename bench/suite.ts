@@ -75,6 +75,7 @@ add("mesh", "predictOverScoreP50AtC1", "router Predict / inference Score, P50 at
 add("batch", "batchOverInProcess", "batch scoring / in-process ONNX Runtime, rows/s", "≥ 0.8×", (v) => v >= 0.8, "×");
 add("features", "onlineP99ms", "GetOnlineFeatures 100×20, P99 over gRPC (SQLite, row answer)", "≤ 5 ms", (v) => v <= 5, " ms");
 add("features", "onlineColumnarP99ms", "GetOnlineFeatures 100×20, P99 over gRPC (SQLite, columnar answer)", "≤ 5 ms", (v) => v <= 5, " ms");
+add("features", "onlineLeanP99ms", "GetOnlineFeatures 100×20, P99 over gRPC (SQLite, lean columnar SDK client)", "≤ 5 ms", (v) => v <= 5, " ms");
 add("features", "writeRowsPerSec", "WriteFeatures, rows/s (20 features, 10k rows per call)", "(reported; ingest target: npm run bench:features-ingest)", () => true);
 add("experiments", "serviceIngestPerSec", "outcome ingest over gRPC, events/s (batches from the SDK encoder)", "≥ 100k/s", (v) => v >= 100_000);
 add("experiments", "serviceIngestTypedClientPerSec", "outcome ingest over gRPC, events/s (protobuf-es typed client)", "(reported)", () => true);

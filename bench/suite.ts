@@ -78,7 +78,7 @@ add("features", "onlineColumnarP99ms", "GetOnlineFeatures 100×20, P99 over gRPC
 add("features", "onlineLeanP99ms", "GetOnlineFeatures 100×20, P99 over gRPC (SQLite, lean columnar SDK client)", "≤ 5 ms", (v) => v <= 5, " ms");
 add("features", "writeRowsPerSec", "WriteFeatures, rows/s (20 features, 10k rows per call)", "(reported; ingest target: npm run bench:features-ingest)", () => true);
 add("experiments", "serviceIngestPerSec", "outcome ingest over gRPC, events/s (batches from the SDK encoder)", "≥ 100k/s", (v) => v >= 100_000);
-add("experiments", "serviceIngestTypedClientPerSec", "outcome ingest over gRPC, events/s (protobuf-es typed client)", "(reported)", () => true);
+add("experiments", "serviceIngestTypedClientPerSec", "outcome ingest over gRPC, events/s (typed client, message objects)", "(reported)", () => true);
 add("experiments", "serverCpuUsPerOutcome", "outcome ingest, server CPU per event", "(reported; load-independent)", () => true, " µs");
 add("experiments", "analysis10MUnitsMs", "analysis of a 10M-unit experiment", "< 50 ms", (v) => v < 50, " ms");
 

@@ -20,6 +20,7 @@ import { H2Channel, MessageQueue, sendOnly, startCall, type ActiveCall } from ".
 import { callLocal, localKey, localTarget } from "./local-calls.js";
 import { currentPrincipal } from "./principal.js";
 import type { TlsMaterial } from "./tls.js";
+import { fastRequestEncoder } from "./fast-request-encoders.js";
 import { isPreEncoded } from "./pre-encoded.js";
 import { ensureContextManager, getTracer, injectTraceContext, remainingMs } from "./telemetry.js";
 
@@ -84,9 +85,14 @@ function toConnectError(err: unknown): ConnectError {
 
 function serializer(schema: DescMessage) {
   // A request made with preEncoded() (lib/pre-encoded.ts) by a hand-written batch encoder
-  // (e.g. encodeLogOutcomesRequest) is sent as it is.
+  // (e.g. encodeLogOutcomesRequest) is sent as it is; a few bulk requests have a hand-written
+  // encoder of their own (lib/fast-request-encoders.ts).
+  const fast = fastRequestEncoder(schema.typeName);
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  return (value: any): Uint8Array => (isPreEncoded(value) ? value.bytes : toBinary(schema, isMessage(value, schema) ? value : create(schema, value)));
+  return (value: any): Uint8Array => {
+    if (isPreEncoded(value)) return value.bytes;
+    return fast?.(value) ?? toBinary(schema, isMessage(value, schema) ? value : create(schema, value));
+  };
 }
 
 function deserializer(schema: DescMessage) {

@@ -73,6 +73,9 @@ export class CounterChild {
 export class HistogramChild {
   private key = "";
   private entry: HistogramEntry | undefined;
+  /** prom-client's bucket bounds, and the same as property keys (a number key is turned into a string on every access). */
+  private bounds: readonly number[] = [];
+  private boundKeys: readonly string[] = [];
 
   constructor(
     private readonly histogram: Histogram<string>,
@@ -83,16 +86,15 @@ export class HistogramChild {
     const h = this.histogram as unknown as Internals<HistogramEntry>;
     const map = h.hashMap;
     const e = this.entry;
-    if (e !== undefined && map !== undefined && map[this.key] === e && Number.isFinite(value)) {
-      const bounds = h.upperBounds!;
+    if (e !== undefined && map !== undefined && map[this.key] === e && h.upperBounds === this.bounds && Number.isFinite(value)) {
       e.sum += value;
       e.count += 1;
       // prom-client counts an observation in the first bucket whose bound holds it (the
       // exposition accumulates); above every bound only count and sum move (+Inf).
+      const bounds = this.bounds;
       for (let i = 0; i < bounds.length; i++) {
-        const b = bounds[i]!;
-        if (value <= b) {
-          if (Object.prototype.hasOwnProperty.call(e.bucketValues, b)) e.bucketValues[b]! += 1;
+        if (value <= bounds[i]!) {
+          (e.bucketValues as unknown as Record<string, number>)[this.boundKeys[i]!]! += 1;
           break;
         }
       }
@@ -100,8 +102,13 @@ export class HistogramChild {
     }
     this.histogram.observe(this.labels, value);
     const found = Array.isArray(h.upperBounds) ? findEntry(h.hashMap, this.labels) : undefined;
-    if (found && typeof found[1].sum === "number" && typeof found[1].bucketValues === "object") [this.key, this.entry] = found;
-    else this.entry = undefined;
+    const bucketKeys = h.upperBounds?.map(String) ?? [];
+    // Bound only when every bucket is an own key of the entry (what prom-client creates).
+    if (found && typeof found[1].sum === "number" && typeof found[1].bucketValues === "object" && bucketKeys.every((k) => Object.prototype.hasOwnProperty.call(found[1].bucketValues, k))) {
+      [this.key, this.entry] = found;
+      this.bounds = h.upperBounds!;
+      this.boundKeys = bucketKeys;
+    } else this.entry = undefined;
   }
 }
 

@@ -30,6 +30,7 @@ export class SqliteOnlineStore implements OnlineStore {
   readonly kind = "sqlite" as const;
   private readonly upsert: Database.Statement;
   private readonly selectMany: Database.Statement;
+  private readonly selectOne: Database.Statement;
   private readonly removeView: Database.Statement;
   private readonly count: Database.Statement;
   private readonly writeTx: (view: string, rows: readonly CheckedRow[], writeTime: number) => number;
@@ -58,6 +59,9 @@ export class SqliteOnlineStore implements OnlineStore {
          CROSS JOIN online_rows AS o ON o.view = ? AND o.entity_key = k.value`,
       )
       .raw();
+    // One key (a Predict's entity): a plain primary-key lookup, without the JSON array and
+    // the json_each virtual table.
+    this.selectOne = reader.prepare("SELECT event_time, values_json FROM online_rows WHERE view = ? AND entity_key = ?").raw();
     this.removeView = sqlite.prepare("DELETE FROM online_rows WHERE view = ?");
     this.count = reader.prepare("SELECT count(*) AS n FROM online_rows WHERE view = ?").pluck();
     this.writeTx = sqlite.transaction((view: string, rows: readonly CheckedRow[], writeTime: number) => {
@@ -74,6 +78,11 @@ export class SqliteOnlineStore implements OnlineStore {
   async readMany(view: string, keys: readonly string[]): Promise<Array<OnlineRecord | undefined>> {
     const out = new Array<OnlineRecord | undefined>(keys.length).fill(undefined);
     if (keys.length === 0) return out;
+    if (keys.length === 1) {
+      const row = this.selectOne.get(view, keys[0]) as [number, string] | undefined;
+      if (row) out[0] = { eventTime: row[0], valuesJson: row[1] };
+      return out;
+    }
     const found = this.selectMany.all(JSON.stringify(keys), view) as Array<[number, number, string]>;
     for (let i = 0; i < found.length; i++) {
       const [at, eventTime, valuesJson] = found[i]!;

@@ -16,7 +16,6 @@ import type { InferenceService, ScoreResponse } from "../../gen/mlmesh/inference
 import {
   FallbackAppliedSchema,
   FallbackKind,
-  OutputTensorSchema,
   ServedBy,
   ServingStep,
   StepTimingSchema,
@@ -252,13 +251,21 @@ export function buildRow(r: ResolvedRef, values: ReadonlyMap<string, Value>, ent
   return { $typeName: "mlmesh.inference.v1.Row", values: out, entity };
 }
 
+/** The row's raw outputs as message literals (create() would walk each array again). */
 function outputTensors(row: RowOutput): Record<string, OutputTensor> {
   const out: Record<string, OutputTensor> = {};
-  for (const [name, o] of Object.entries(row.outputs)) {
-    out[name] =
-      o.strings.length > 0
-        ? create(OutputTensorSchema, { datatype: ValueType.STRING, shape: o.shape, stringValues: o.strings })
-        : create(OutputTensorSchema, { datatype: ValueType.FLOAT64, shape: o.shape, doubleValues: o.values });
+  for (const name in row.outputs) {
+    const o = row.outputs[name]!;
+    const strings = o.strings.length > 0;
+    out[name] = {
+      $typeName: "mlmesh.router.v1.OutputTensor",
+      datatype: strings ? ValueType.STRING : ValueType.FLOAT64,
+      shape: o.shape,
+      doubleValues: strings ? [] : o.values,
+      int64Values: [],
+      stringValues: strings ? o.strings : [],
+      boolValues: [],
+    };
   }
   return out;
 }

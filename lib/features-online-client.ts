@@ -324,8 +324,8 @@ function decodeColumn(arena: Arena, buf: Uint8Array, start: number, end: number)
         if (wt === 2) {
           const s = r.delimited();
           const sub = new Reader(buf, s, r.pos);
-          while (sub.pos < sub.end) list.push(sub.varint64());
-        } else if (wt === 0) list.push(r.varint64());
+          while (sub.pos < sub.end) list.push(sub.int64());
+        } else if (wt === 0) list.push(r.int64());
         else r.skip(wt);
         break;
       }
@@ -399,7 +399,7 @@ export function decodeColumnarResponse(buf: Uint8Array): OnlineColumns {
       let nanos = 0;
       while (t.pos < t.end) {
         const tt = t.varint();
-        if (tt === 0x08) seconds = Number(t.varint64());
+        if (tt === 0x08) seconds = Number(t.int64());
         else if (tt === 0x10) nanos = t.varint();
         else t.skip(tt & 7);
       }

@@ -152,11 +152,6 @@ export class PbReader {
     return x;
   }
 
-  /** Alias of int64 (the name some decoders use). */
-  varint64(): bigint {
-    return this.int64();
-  }
-
   /** The length of a length-delimited field; leaves pos at its first byte. Returns its end. */
   lengthEnd(): number {
     const len = this.uint32();

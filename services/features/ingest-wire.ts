@@ -1,6 +1,5 @@
-// IngestFeaturesRequest read straight from its protobuf bytes, for when the gRPC server
-// hands a client-streaming handler its raw messages (the rawRequests hook of
-// lib/pre-encoded.ts, today unary only): protobuf-es's reflective decode of a 5,000-row
+// IngestFeaturesRequest read straight from its protobuf bytes, as the gRPC port hands them
+// to the client-streaming handler (the rawRequests hook of lib/pre-encoded.ts): protobuf-es's reflective decode of a 5,000-row
 // chunk builds ~110,000 messages and was the largest single cost of an upload (a quarter of
 // the process CPU in bench/features-ingest.ts). A chunk's rows come out as the handler's
 // input (keys and values as Scalars, event times as epoch ms); a header, one per upload,
@@ -40,7 +39,7 @@ function value(r: Reader, end: number): Scalar {
         out = r.float();
         break;
       case 0x18:
-        out = r.varint64();
+        out = r.int64();
         break;
       case 0x22:
         out = r.string();
@@ -117,7 +116,7 @@ function row(r: Reader, end: number): WireRow {
         while (t.pos < t.end) {
           const tt = t.varint();
           if (tt === 0x08) seconds = t.int64Number();
-          else if (tt === 0x10) nanos = Number(BigInt.asIntN(32, t.varint64()));
+          else if (tt === 0x10) nanos = Number(BigInt.asIntN(32, t.int64()));
           else t.skip(tt & 7);
         }
         break;

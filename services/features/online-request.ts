@@ -32,7 +32,7 @@ function value(r: Reader, end: number): Scalar {
         break;
       }
       case 0x18:
-        out = r.varint64();
+        out = r.int64();
         break;
       case 0x22:
         out = r.string();

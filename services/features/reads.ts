@@ -13,7 +13,7 @@ import { isExpired, joinAsOf } from "./pit-join.js";
 import type { DefinitionStore } from "./store.js";
 import type { RegisteredTransform, TransformRegistry } from "./transforms.js";
 import type { ReadValue, Scalar, StoredView, ValueKind, ValueStatus } from "./types.js";
-import { counterChild, histogramChild } from "../../lib/metric-children.js";
+import { counterChild, histogramChild, type HistogramChild } from "../../lib/metric-children.js";
 
 type StoredSource = { readonly kind: "stored"; readonly slot: number; readonly index: number; readonly type: ValueKind };
 type RequestSource = { readonly kind: "request"; readonly name: string; readonly required: boolean; readonly ref: string };
@@ -217,6 +217,8 @@ export interface EntityInput {
 }
 
 export class OnlineReader {
+  /** The read-duration series of this store, bound on first use. */
+  private readDuration: HistogramChild | undefined;
   private readonly counters = new WeakMap<ReadPlan, Array<Record<ValueStatus, { inc(n: number): void }>>>();
 
   constructor(
@@ -243,7 +245,7 @@ export class OnlineReader {
       }
       perSlot.push(recs);
     }
-    histogramChild(this.metrics.onlineReadDuration, { store: this.online.kind }).observe((performance.now() - started) / 1000);
+    (this.readDuration ??= histogramChild(this.metrics.onlineReadDuration, { store: this.online.kind })).observe((performance.now() - started) / 1000);
     const records = new Array<SlotRecord | undefined>(plan.slots.length);
     const rows = new Array<ReadValue[]>(entities.length);
     const counts = new Int32Array(plan.columns.length * 4);

@@ -274,9 +274,9 @@ export function createFeatureService(deps: FeatureServiceDeps): Partial<ServiceI
       return { rowsWritten: BigInt(result.rowsWritten), onlineRowsUpdated: BigInt(result.onlineRowsUpdated) };
     },
 
-    // Marked for raw messages: when the gRPC server hands a client-streaming handler its
-    // request bytes (lib/pre-encoded.ts rawRequests; unary only today), chunks are read by
-    // hand (ingest-wire.ts) instead of by protobuf-es; decoded messages work as before.
+    // Marked for raw messages (lib/pre-encoded.ts rawRequests): on the gRPC port each message
+    // arrives as bytes and chunks are read by hand (ingest-wire.ts) instead of by protobuf-es;
+    // decoded messages (the other transports) work as before.
     ingestFeatures: rawRequests(async (reqs: AsyncIterable<IngestFeaturesRequest | Uint8Array>, ctx: HandlerContext) => {
       const it = reqs[Symbol.asyncIterator]();
       const firstRaw = await nextOrAbort<IngestFeaturesRequest | Uint8Array>(it, ctx.signal);

@@ -22,7 +22,7 @@ import { currentPrincipal } from "./principal.js";
 import type { TlsMaterial } from "./tls.js";
 import { fastRequestEncoder } from "./fast-request-encoders.js";
 import { isPreEncoded } from "./pre-encoded.js";
-import { ensureContextManager, getTracer, injectTraceContext, remainingMs } from "./telemetry.js";
+import { ensureContextManager, getTracer, injectTraceContext, remainingMs, spansRecorded } from "./telemetry.js";
 
 export interface ClientOptions {
   /** Deadline for calls made outside any request (CLI, background jobs). Default 30 s. */
@@ -125,21 +125,37 @@ export function createServiceClient<T extends DescService>(service: T, baseUrl: 
 
     // Shared set-up of one call: deadline, span, metadata. Throws DEADLINE_EXCEEDED early.
     const begin = (callOpts: CallOptions | undefined) => {
+      const { md, deadline } = metadata(callOpts);
+      const span = tracer.startSpan(spanName, { kind: SpanKind.CLIENT, attributes: spanAttributes });
+      injectTraceContext({ get: (k) => md[k], set: (k, v) => (md[k] = v) }, trace.setSpan(context.active(), span));
+      return { span, md, deadline };
+    };
+    const metadata = (callOpts: CallOptions | undefined) => {
       const left = remainingMs();
       let timeoutMs = callOpts?.timeoutMs ?? left ?? fallback;
       if (left !== undefined) timeoutMs = Math.min(timeoutMs, left);
       if (timeoutMs <= 0) throw new ConnectError(`deadline exceeded before calling ${spanName}`, Code.DeadlineExceeded);
-      const span = tracer.startSpan(spanName, { kind: SpanKind.CLIENT, attributes: spanAttributes });
       const md: Record<string, string> = {};
       for (const k in fixed) md[k] = fixed[k]!;
       if (auth) setAuthorization(md, auth);
       const extra = callOpts?.headers;
       if (extra) for (const k in extra) md[k.toLowerCase()] = extra[k]!;
-      injectTraceContext({ get: (k) => md[k], set: (k, v) => (md[k] = v) }, trace.setSpan(context.active(), span));
-      return { span, md, deadline: Date.now() + timeoutMs };
+      return { md, deadline: Date.now() + timeoutMs };
     };
-    const end = (span: Span, err?: unknown): ConnectError | undefined => {
+    /**
+     * An in-process call hands the callee its parent span as an object: no traceparent to
+     * format and parse. With nothing recorded (ids-only tracing) there is no CLIENT span
+     * either, as nobody would ever see it: the callee's SERVER span is the caller's child.
+     */
+    const beginLocal = (callOpts: CallOptions | undefined) => {
+      const { md, deadline } = metadata(callOpts);
+      const active = context.active();
+      const span = spansRecorded() ? tracer.startSpan(spanName, { kind: SpanKind.CLIENT, attributes: spanAttributes }, active) : undefined;
+      return { span, parent: span ?? trace.getSpan(active), md, deadline };
+    };
+    const end = (span: Span | undefined, err?: unknown): ConnectError | undefined => {
       const ce = err === undefined ? undefined : toConnectError(err);
+      if (span === undefined) return ce;
       const code = ce?.code ?? 0;
       span.setAttribute("rpc.grpc.status_code", code);
       if (code !== 0) span.setStatus({ code: SpanStatusCode.ERROR, message: codeName(code) });
@@ -238,12 +254,12 @@ export function createServiceClient<T extends DescService>(service: T, baseUrl: 
         if (local) {
           let b;
           try {
-            b = begin(callOpts);
+            b = beginLocal(callOpts);
           } catch (err) {
             return Promise.reject(err);
           }
-          const { span, md, deadline } = b;
-          return callLocal(local, method, req, md, deadline).then(
+          const { span, parent, md, deadline } = b;
+          return callLocal(local, method, req, md, deadline, parent).then(
             (res) => {
               end(span);
               return res;

@@ -18,7 +18,7 @@
 
 import { create, fromBinary, isMessage, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { context } from "@opentelemetry/api";
+import { context, INVALID_SPAN_CONTEXT, trace, type Span } from "@opentelemetry/api";
 import { LightHandlerContext } from "./light-handler-context.js";
 import { isPreEncoded } from "./pre-encoded.js";
 import { PRINCIPAL_VALUE } from "./principal.js";
@@ -85,15 +85,19 @@ export function localTarget(key: string): LocalTarget | undefined {
   return targets.get(key);
 }
 
+/** The parent of an in-process call made outside any trace: the callee starts a root. */
+const NO_PARENT = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
 /**
  * One unary call to an in-process handler. `headers` are the metadata a network call would
- * carry (authorization, traceparent, ...); `deadline` is epoch ms. Resolves with a complete
- * message of the method's output type.
+ * carry (authorization, ...) except trace context: `parent` is the caller's span itself
+ * (its CLIENT span, or its active span when nothing is recorded). `deadline` is epoch ms.
+ * Resolves with a complete message of the method's output type.
  */
-export function callLocal(target: LocalTarget, method: DescMethod, request: unknown, headers: Record<string, string>, deadline: number): Promise<unknown> {
+export function callLocal(target: LocalTarget, method: DescMethod, request: unknown, headers: Record<string, string>, deadline: number, parent: Span | undefined): Promise<unknown> {
   const handler = target.impl[method.localName];
   const timeoutMs = deadline - Date.now();
-  const call = target.observe(target.service.typeName, method.name, { get: (k) => headers[k] }, timeoutMs);
+  const call = target.observe(target.service.typeName, method.name, { get: (k) => headers[k] }, timeoutMs, parent ?? NO_PARENT);
   if (call.rejected) return Promise.reject(call.finish(call.rejected));
   if (!handler) return Promise.reject(call.finish(new ConnectError(`${target.service.typeName}/${method.name} is not implemented`, Code.Unimplemented)));
   // Protocol "local": handlers then answer with messages, never pre-encoded bytes.

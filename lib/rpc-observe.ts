@@ -14,6 +14,7 @@ import type { RpcMetrics } from "./metrics.js";
 import { PRINCIPAL_VALUE, withPrincipal, type Principal } from "./principal.js";
 import { extractTraceContext, getTracer, withDeadline } from "./telemetry.js";
 import { CounterChild, HistogramChild } from "./metric-children.js";
+import { traceIdOf } from "./trace-ids-only.js";
 
 export interface ObserveOptions {
   readonly logger: Logger;
@@ -39,11 +40,16 @@ export interface ObservedCall {
   finish(err?: unknown): ConnectError | undefined;
 }
 
+/**
+ * `parent`: the caller's span, given by an in-process caller (lib/local-calls.ts) instead of
+ * a `traceparent` header; absent for a call that came over the network.
+ */
 export type CallObserver = (
   service: string,
   method: string,
   header: { get(key: string): string | null | undefined },
   timeoutMs: number | undefined,
+  parent?: Span,
 ) => ObservedCall;
 
 const GRPC_TIMEOUT_UNITS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
@@ -82,9 +88,9 @@ export function createCallObserver(opts: ObserveOptions): CallObserver {
     child.histogram.observe(seconds);
   };
 
-  return (service, method, header, askedTimeoutMs) => {
+  return (service, method, header, askedTimeoutMs, parentSpan) => {
     const started = performance.now();
-    const parent = extractTraceContext(header, ROOT_CONTEXT);
+    const parent = parentSpan ? trace.setSpan(ROOT_CONTEXT, parentSpan) : extractTraceContext(header, ROOT_CONTEXT);
     const span = tracer.startSpan(
       `${service}/${method}`,
       { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method } },
@@ -105,7 +111,7 @@ export function createCallObserver(opts: ObserveOptions): CallObserver {
         span.setAttribute("enduser.id", principal.name);
       }
     }
-    const traceId = span.spanContext().traceId;
+    const traceId = traceIdOf(span);
     opts.onStart?.();
     let done = false;
     return {

@@ -74,6 +74,15 @@ export async function stopTelemetry(): Promise<void> {
   if (s) await s.shutdown().catch(() => undefined);
 }
 
+/**
+ * False when this process only mints ids (no exporter): spans nobody will ever see — a
+ * router step's, an in-process call's CLIENT span — can then be skipped. True with the SDK
+ * and in a process that never started telemetry (a library user's own provider may record).
+ */
+export function spansRecorded(): boolean {
+  return idsOnly === undefined;
+}
+
 export function getTracer(scope: string): Tracer {
   return trace.getTracer(scope, MLMESH_VERSION);
 }

@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { context, trace, TraceFlags } from "@opentelemetry/api";
 import { loadConfig } from "./config.js";
 import { extractTraceContext, getTracer, injectTraceContext, startTelemetry, stopTelemetry } from "./telemetry.js";
+import { traceIdOf } from "./trace-ids-only.js";
 
 describe("tracing with no exporter: ids only", () => {
   before(() => startTelemetry(loadConfig({}), "ids-only-test"));
@@ -32,6 +33,21 @@ describe("tracing with no exporter: ids only", () => {
       assert.notEqual(child.spanId, "b7ad6b7169203331");
       assert.equal(child.traceFlags, flags === "01" ? TraceFlags.SAMPLED : TraceFlags.NONE);
     }
+  });
+
+  it("mints ids once, on first use, and a child of an ids-only span keeps its trace and flags", () => {
+    const root = getTracer("t").startSpan("root");
+    const traceId = traceIdOf(root);
+    const child = getTracer("t").startSpan("child", {}, trace.setSpan(context.active(), root));
+    assert.equal(traceIdOf(child), traceId, "a child inherits the trace id without its parent's span id");
+    const sc = child.spanContext();
+    assert.deepEqual(child.spanContext(), sc, "stable once minted");
+    assert.equal(sc.traceFlags, TraceFlags.SAMPLED);
+    assert.match(sc.spanId, /^[0-9a-f]{16}$/);
+    assert.notEqual(sc.spanId, root.spanContext().spanId);
+    assert.equal(root.spanContext().traceId, traceId);
+    const ids = new Set(Array.from({ length: 1000 }, () => getTracer("t").startSpan("x").spanContext().spanId));
+    assert.equal(ids.size, 1000, "span ids do not repeat");
   });
 
   it("startActiveSpan makes the span active for its callback and returns its result", () => {

@@ -5,23 +5,107 @@
 // (≈5% of a mesh Predict's CPU). The sampled flag of the incoming parent is passed on, and
 // a root is marked sampled, so a downstream service that does export still records the
 // request's spans, as it did when this process recorded and dropped them.
+//
+// Ids are minted when first asked for: a Predict opens about nine spans in one process,
+// and most of their span ids are never read by anything (no log line, no traceparent).
+// A child takes its parent's trace id without making the parent mint a span id.
 
-import { context as contextApi, trace, TraceFlags, type Context, type Span, type SpanContext, type SpanOptions, type Tracer, type TracerProvider } from "@opentelemetry/api";
-import { RandomIdGenerator } from "@opentelemetry/sdk-trace-base";
+import {
+  context as contextApi,
+  trace,
+  TraceFlags,
+  type Attributes,
+  type AttributeValue,
+  type Context,
+  type Exception,
+  type Link,
+  type Span,
+  type SpanContext,
+  type SpanOptions,
+  type SpanStatus,
+  type TimeInput,
+  type TraceState,
+  type Tracer,
+  type TracerProvider,
+} from "@opentelemetry/api";
 
-const ids = new RandomIdGenerator();
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** 8 random hex digits (32 bits). */
+function hex32(): string {
+  const x = (Math.random() * 0x1_0000_0000) >>> 0;
+  return HEX[x >>> 24]! + HEX[(x >>> 16) & 0xff]! + HEX[(x >>> 8) & 0xff]! + HEX[x & 0xff]!;
+}
+
+/** A random id of `words` × 32 bits, never all zeros (an invalid id in W3C trace context). */
+function randomId(words: 2 | 4): string {
+  for (;;) {
+    let id = "";
+    for (let i = 0; i < words; i++) id += hex32();
+    if (!/^0+$/.test(id)) return id;
+  }
+}
+
+/** A non-recording span whose ids are minted on first use. */
+export class IdsOnlySpan implements Span {
+  private sc: SpanContext | undefined;
+  private tid: string | undefined;
+
+  constructor(
+    private readonly parentTraceId: string | undefined,
+    readonly traceFlags: number,
+    readonly traceState: TraceState | undefined,
+  ) {}
+
+  /** The trace id alone: a root's is minted here, a child's is its parent's. */
+  traceId(): string {
+    return (this.tid ??= this.parentTraceId ?? randomId(4));
+  }
+
+  spanContext(): SpanContext {
+    return (this.sc ??= { traceId: this.traceId(), spanId: randomId(2), traceFlags: this.traceFlags, traceState: this.traceState });
+  }
+
+  setAttribute(_key: string, _value: AttributeValue): this {
+    return this;
+  }
+  setAttributes(_attributes: Attributes): this {
+    return this;
+  }
+  addEvent(_name: string, _attributesOrStartTime?: Attributes | TimeInput, _startTime?: TimeInput): this {
+    return this;
+  }
+  addLink(_link: Link): this {
+    return this;
+  }
+  addLinks(_links: Link[]): this {
+    return this;
+  }
+  setStatus(_status: SpanStatus): this {
+    return this;
+  }
+  updateName(_name: string): this {
+    return this;
+  }
+  end(_endTime?: TimeInput): void {}
+  isRecording(): boolean {
+    return false;
+  }
+  recordException(_exception: Exception, _time?: TimeInput): void {}
+}
+
+/** The trace id of `span` without minting a span id when it is one of ours. */
+export function traceIdOf(span: Span): string {
+  return span instanceof IdsOnlySpan ? span.traceId() : span.spanContext().traceId;
+}
 
 class IdsOnlyTracer implements Tracer {
   startSpan(_name: string, _options?: SpanOptions, ctx: Context = contextApi.active()): Span {
-    const parent = trace.getSpanContext(ctx);
-    const valid = parent !== undefined && trace.isSpanContextValid(parent);
-    const spanContext: SpanContext = {
-      traceId: valid ? parent.traceId : ids.generateTraceId(),
-      spanId: ids.generateSpanId(),
-      traceFlags: valid ? parent.traceFlags : TraceFlags.SAMPLED,
-      traceState: valid ? parent.traceState : undefined,
-    };
-    return trace.wrapSpanContext(spanContext);
+    const parent = trace.getSpan(ctx);
+    if (parent instanceof IdsOnlySpan) return new IdsOnlySpan(parent.traceId(), parent.traceFlags, parent.traceState);
+    const sc = parent?.spanContext();
+    if (sc !== undefined && trace.isSpanContextValid(sc)) return new IdsOnlySpan(sc.traceId, sc.traceFlags, sc.traceState);
+    return new IdsOnlySpan(undefined, TraceFlags.SAMPLED, undefined);
   }
 
   startActiveSpan<F extends (span: Span) => unknown>(name: string, ...rest: unknown[]): ReturnType<F> {

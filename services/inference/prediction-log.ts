@@ -13,7 +13,7 @@ import { mkdir, open, readFile, stat, truncate, type FileHandle } from "node:fs/
 import path from "node:path";
 import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { trace, type SpanContext } from "@opentelemetry/api";
+import { INVALID_TRACEID as INVALID_TRACE_ID, trace, type SpanContext } from "@opentelemetry/api";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { PredictionLogBatchSchema, type PredictionLogBatch } from "../../gen/mlmesh/events/v1/inference_events_pb.js";
 import type { Row, RowOutputSchema } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
@@ -22,6 +22,8 @@ import type { ValueSchema } from "../../gen/mlmesh/types/v1/types_pb.js";
 import type { EventBus } from "../../lib/events.js";
 import type { Logger } from "../../lib/logger.js";
 import { PbWriter } from "../../lib/pb-writer.js";
+import { spansRecorded } from "../../lib/telemetry.js";
+import { traceIdOf } from "../../lib/trace-ids-only.js";
 import { NO_PII, type PiiPolicy } from "./pii.js";
 import { writeBatchMeta, writeBatchRecord } from "./prediction-log-wire.js";
 import { product, type DenseTensor } from "./tensors.js";
@@ -160,7 +162,7 @@ export class PredictionLog {
   private readonly metaWriter = new PbWriter(256);
   private readonly hashOf = (clear: string) => hashPii(this.salt, clear);
   /** Calls logged but not yet turned into records (see log()). */
-  private calls: Array<{ call: ScoredCall; span: SpanContext | undefined }> = [];
+  private calls: Array<{ call: ScoredCall; traceId: string; span: SpanContext | undefined }> = [];
   /** Per model: the request spans whose records wait in its buffer (linked from the batch's producer span). */
   private readonly bufferSpans = new Map<string, SpanContext[]>();
   private callRows = 0;
@@ -230,8 +232,11 @@ export class PredictionLog {
    */
   log(call: ScoredCall): void {
     if (this.closing) return;
-    const span = trace.getActiveSpan()?.spanContext();
-    this.calls.push({ call, span: span && span.traceId !== "00000000000000000000000000000000" ? span : undefined });
+    const active = trace.getActiveSpan();
+    const traceId = active ? traceIdOf(active) : "";
+    if (traceId === "" || traceId === INVALID_TRACE_ID) this.calls.push({ call, traceId: "", span: undefined });
+    // Links to the requests are only worth a span id when spans are recorded.
+    else this.calls.push({ call, traceId, span: spansRecorded() ? active!.spanContext() : undefined });
     this.callRows += call.rowCount;
     if (this.callRows >= this.maxBatch && !this.buildScheduled) {
       this.buildScheduled = true;
@@ -246,7 +251,7 @@ export class PredictionLog {
     const calls = this.calls;
     this.calls = [];
     this.callRows = 0;
-    for (const { call, span } of calls) {
+    for (const { call, traceId, span } of calls) {
       try {
         if (span) {
           let spans = this.bufferSpans.get(call.modelName);
@@ -254,7 +259,7 @@ export class PredictionLog {
           // Bounded: a producer span links at most this many requests.
           if (spans.length < MAX_LINKS) spans.push(span);
         }
-        this.append(call, span?.traceId ?? "");
+        this.append(call, traceId);
       } catch (err) {
         this.logger.error({ err, model: call.modelName }, "prediction log: could not build records");
       }

@@ -42,7 +42,8 @@ import { counterChild, histogramChild } from "../../lib/metric-children.js";
 import { valueMessage } from "../../lib/values.js";
 import { DeadlineExceededError, NotFoundError, PreconditionError, UnavailableError, ValidationError } from "../../lib/errors.js";
 import type { Logger } from "../../lib/logger.js";
-import { getTracer, remainingMs } from "../../lib/telemetry.js";
+import { getTracer, remainingMs, spansRecorded } from "../../lib/telemetry.js";
+import { traceIdOf } from "../../lib/trace-ids-only.js";
 import { planBudget, type BudgetPlan, type Step } from "./budget.js";
 import { featureGrid, type FeatureGrid } from "./columns.js";
 import { applyBoosts, applyExclusions, applyFilters, candidateKeyValue, parseIdList, pickTop, ruleRefs, type Excluded, type Lookup, type Scored } from "./candidates.js";
@@ -111,9 +112,11 @@ class RequestClock {
     return this.deadline - performance.now();
   }
   /** Runs one step as a span with its slice as deadline (never beyond the request's). */
-  async run<T>(step: Step | "assignment", fn: (timeoutMs: number) => Promise<T> | T): Promise<T> {
+  run<T>(step: Step | "assignment", fn: (timeoutMs: number) => Promise<T> | T): Promise<T> {
     const slice = step === "assignment" ? 0 : Math.max(0, Math.min(this.budget.slices[step], this.left()));
     const t = performance.now();
+    // A step span nobody records (ids-only tracing) would cost a context switch per step.
+    if (!spansRecorded()) return this.runUntraced(step, slice, t, fn);
     return tracer().startActiveSpan(`router.${step}`, async (span) => {
       span.setAttribute("mlmesh.router.step_budget_ms", slice);
       span.setAttribute("mlmesh.router.time_left_ms", this.left());
@@ -127,12 +130,28 @@ class RequestClock {
       } finally {
         const elapsed = performance.now() - t;
         if (step !== "assignment" && elapsed > slice) exceeded = true;
-        this.steps.push({ step, elapsed, budget: slice, exceeded });
-        histogramChild(this.metrics.stepDuration, { endpoint: this.endpoint, step }).observe(elapsed / 1000);
-        if (exceeded) this.metrics.budgetExceeded.inc({ endpoint: this.endpoint, step });
+        this.record(step, slice, elapsed, exceeded);
         span.end();
       }
     });
+  }
+  private async runUntraced<T>(step: Step | "assignment", slice: number, t: number, fn: (timeoutMs: number) => Promise<T> | T): Promise<T> {
+    let exceeded = false;
+    try {
+      return await fn(Math.max(1, Math.floor(slice)));
+    } catch (err) {
+      exceeded = isDeadline(err);
+      throw err;
+    } finally {
+      const elapsed = performance.now() - t;
+      if (step !== "assignment" && elapsed > slice) exceeded = true;
+      this.record(step, slice, elapsed, exceeded);
+    }
+  }
+  private record(step: Step | "assignment", slice: number, elapsed: number, exceeded: boolean): void {
+    this.steps.push({ step, elapsed, budget: slice, exceeded });
+    histogramChild(this.metrics.stepDuration, { endpoint: this.endpoint, step }).observe(elapsed / 1000);
+    if (exceeded) this.metrics.budgetExceeded.inc({ endpoint: this.endpoint, step });
   }
   timings() {
     return create(TimingsSchema, {
@@ -167,6 +186,12 @@ function annotateAnswer(clock: RequestClock, model: string, version: bigint, ser
     "mlmesh.router.served_by": roleLabel(servedBy),
     "mlmesh.router.time_left_ms": clock.left(),
   });
+}
+
+/** The request's trace id ("" outside a trace), without minting a span id for it. */
+function activeTraceId(): string {
+  const span = trace.getActiveSpan();
+  return span ? traceIdOf(span) : "";
 }
 
 function isDeadline(err: unknown): boolean {
@@ -426,7 +451,7 @@ export class Server {
     const key = checkEntity(spec, req.entityKey, "entity_key");
     const clock = new RequestClock(spec.name, planBudget(spec.latencyBudget, this.d.config.defaultBudgetMs, remainingMs(), false), this.d.metrics);
     const requestId = req.requestId || crypto.randomUUID();
-    const traceId = trace.getActiveSpan()?.spanContext().traceId ?? "";
+    const traceId = activeTraceId();
     const unit = unitOf(ep.plan, spec, req.unitId, key, req.context);
     const decision = await clock.run("assignment", () => this.planFor(ep, unit, req.context));
     annotateRequest(spec.name, clock, decision);
@@ -550,7 +575,7 @@ export class Server {
     const maxCandidates = cs?.maxCandidates || 1000;
     const clock = new RequestClock(spec.name, planBudget(spec.latencyBudget, this.d.config.defaultBudgetMs, remainingMs(), true), this.d.metrics);
     const requestId = req.requestId || crypto.randomUUID();
-    const traceId = trace.getActiveSpan()?.spanContext().traceId ?? "";
+    const traceId = activeTraceId();
     const unit = unitOf(ep.plan, spec, req.unitId, key, req.context);
     const decision = await clock.run("assignment", () => this.planFor(ep, unit, req.context));
     annotateRequest(spec.name, clock, decision);

@@ -117,7 +117,9 @@ export function createInferenceService(deps: { loader: ModelLoader; engine: Infe
         });
       }
       if (bytes) return answerPreEncoded<ScoreResponse>(bytes);
-      return {
+      // A message literal: an in-process caller takes it as it is, without create() walking it.
+      const answer: ScoreResponse = {
+        $typeName: "mlmesh.inference.v1.ScoreResponse",
         modelName: v.name,
         version: BigInt(v.version),
         outputs: outputs ?? [],
@@ -125,6 +127,7 @@ export function createInferenceService(deps: { loader: ModelLoader; engine: Infe
         queueTimeUs: BigInt(Math.round(r.queueUs)),
         computeTimeUs: BigInt(Math.round(r.computeUs)),
       };
+      return answer;
     },
 
     async loadModel(req) {

@@ -9,10 +9,10 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SpanStatusCode, trace } from "@opentelemetry/api";
-import type { FeatureService } from "../../gen/mlmesh/features/v1/features_service_pb.js";
+import type { FeatureService, GetOnlineFeaturesRequest } from "../../gen/mlmesh/features/v1/features_service_pb.js";
 import type { Row, RowOutput } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
 import type { FeatureBinding } from "../../gen/mlmesh/registry/v1/registry_resources_pb.js";
-import type { InferenceService, ScoreResponse } from "../../gen/mlmesh/inference/v1/inference_service_pb.js";
+import type { InferenceService, ScoreRequest, ScoreResponse } from "../../gen/mlmesh/inference/v1/inference_service_pb.js";
 import {
   FallbackAppliedSchema,
   FallbackKind,
@@ -344,7 +344,17 @@ export class Server {
     let resRefs = refs ?? [];
     let grid: FeatureGrid | undefined;
     try {
-      const res = await this.d.features.getOnlineFeatures({ entities, refs: refs ? [...refs] : [], featureSet, requestData: context, columnar: true }, { timeoutMs });
+      // A message literal: an in-process call passes it on as it is, without create() walking it.
+      const request: GetOnlineFeaturesRequest = {
+        $typeName: "mlmesh.features.v1.GetOnlineFeaturesRequest",
+        entities,
+        refs: refs ? [...refs] : [],
+        featureSet,
+        requestData: context,
+        entityRequestData: [],
+        columnar: true,
+      };
+      const res = await this.d.features.getOnlineFeatures(request, { timeoutMs });
       resRefs = res.refs;
       grid = featureGrid(res, entities.length);
     } catch (err) {
@@ -393,8 +403,19 @@ export class Server {
     requestId: string,
   ): Promise<{ res: ScoreResponse; used: ResolvedRef; role: ServedBy; fallbacks: FallbackApplied[]; targetFailed: boolean }> {
     const fallbacks: FallbackApplied[] = [];
-    const call = (r: ResolvedRef, servedAs: string, timeoutMs: number) =>
-      this.d.inference.score({ modelRef: r.pinned, inputs: { case: "rows", value: { rows: build(r) } }, requestId, servedAs, endpoint: spec.name }, { timeoutMs });
+    const call = (r: ResolvedRef, servedAs: string, timeoutMs: number) => {
+      const request: ScoreRequest = {
+        $typeName: "mlmesh.inference.v1.ScoreRequest",
+        modelRef: r.pinned,
+        inputs: { case: "rows", value: { $typeName: "mlmesh.inference.v1.RowInputs", rows: build(r) } },
+        requestId,
+        outputNames: [],
+        skipPredictionLog: false,
+        servedAs,
+        endpoint: spec.name,
+      };
+      return this.d.inference.score(request, { timeoutMs });
+    };
     return clock.run("scoring", async (timeoutMs) => {
       // Just after `target.ref` switched to a new version (refs.ts), the replaced version, still
       // loaded, answers when the new one is not ready; the response is wholly that version's and
@@ -495,7 +516,8 @@ export class Server {
         const row = scored.res.outputs[0]!;
         const raw = rawScore(row, pp);
         const score = calibrate(raw, pp?.calibration);
-        return create(PredictResponseSchema, {
+        const answer: PredictResponse = {
+          $typeName: "mlmesh.router.v1.PredictResponse",
           requestId,
           score,
           rawScore: raw,
@@ -510,10 +532,12 @@ export class Server {
           servedBy: scored.role,
           fallbacks,
           degraded: fallbacks.length > 0,
+          timings: undefined,
           features: req.includeFeatures ? Object.fromEntries(values) : {},
           planRevision: BigInt(ep.planRevision),
           traceId,
-        });
+        };
+        return answer;
       });
       if (req.includeTimings) resp.timings = clock.timings();
       annotateAnswer(clock, resp.model, resp.version, resp.servedBy);

@@ -9,6 +9,23 @@ export class PbReadError extends Error {}
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+/** Longest string internedString() remembers. */
+const INTERN_MAX_BYTES = 64;
+
+/** A fixed-size table of recently decoded strings by their bytes (a slot's newest wins). */
+export class StringInterner {
+  readonly mask: number;
+  readonly keys: Array<Uint8Array | undefined>;
+  readonly strings: Array<string | undefined>;
+
+  constructor(slots = 512) {
+    if (slots <= 0 || (slots & (slots - 1)) !== 0) throw new RangeError(`slots must be a power of two, got ${slots}`);
+    this.mask = slots - 1;
+    this.keys = new Array<Uint8Array | undefined>(slots).fill(undefined);
+    this.strings = new Array<string | undefined>(slots).fill(undefined);
+  }
+}
+
 export class PbReader {
   pos: number;
 
@@ -187,6 +204,53 @@ export class PbReader {
     }
     this.pos = end;
     return s;
+  }
+
+  /**
+   * A string field through `interner`: the same short ASCII bytes seen before give back the
+   * same string, with no decoding and nothing allocated (a prediction log repeats its feature
+   * refs in every record). Anything else decodes as string() does.
+   */
+  internedString(interner: StringInterner): string {
+    const start = this.pos;
+    const end = this.lengthEnd();
+    const from = this.pos;
+    const b = this.buf;
+    const len = end - from;
+    if (len > INTERN_MAX_BYTES) {
+      this.pos = start;
+      return this.string();
+    }
+    // FNV-1a over the bytes, checking they are ASCII on the way.
+    let h = 0x811c9dc5;
+    for (let p = from; p < end; p++) {
+      const c = b[p]!;
+      if (c > 0x7f) {
+        this.pos = start;
+        return this.string();
+      }
+      h = Math.imul(h ^ c, 0x01000193);
+    }
+    const slot = (h >>> 0) & interner.mask;
+    const known = interner.keys[slot];
+    if (known !== undefined && known.length === len) {
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (known[i] !== b[from + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        this.pos = end;
+        return interner.strings[slot]!;
+      }
+    }
+    const str = this.bytes().toString("latin1", from, end);
+    interner.keys[slot] = b.slice(from, end);
+    interner.strings[slot] = str;
+    this.pos = end;
+    return str;
   }
 
   /** Skips a field of the given wire type (after its tag). */

@@ -149,11 +149,17 @@ export class PiiTags {
   }
 }
 
-function viewsOf(binding: FeatureBinding): Set<string> {
-  const out = new Set<string>();
+/** A binding's views; bindings are replaced, never changed, so once per binding. */
+const bindingViews = new WeakMap<FeatureBinding, ReadonlySet<string>>();
+
+function viewsOf(binding: FeatureBinding): ReadonlySet<string> {
+  let out = bindingViews.get(binding);
+  if (out) return out;
+  const views = new Set<string>();
   for (const input of binding.inputs) for (const ref of input.features) {
     const s = splitRef(ref);
-    if (s) out.add(s.view);
+    if (s) views.add(s.view);
   }
+  bindingViews.set(binding, (out = views));
   return out;
 }

@@ -4,7 +4,7 @@
 // output maps, trace and routing fields). It agrees with fromBinary on every field it reads
 // (log-decoder.test.ts), and throws on malformed bytes as fromBinary does.
 
-import { PbReadError, PbReader } from "../../../lib/pb-reader.js";
+import { PbReadError, PbReader, StringInterner } from "../../../lib/pb-reader.js";
 import { WIRE_FIXED32, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT } from "../../../lib/pb-writer.js";
 
 /** A logged input value, shaped as the generated Value's `kind` (so a Value fits too). */
@@ -97,6 +97,9 @@ function readValue(r: PbReader, end: number): LoggedValueView {
   return v;
 }
 
+/** Feature refs repeat in every record of a model: decoded once, then looked up by their bytes. */
+const INPUT_KEYS = new StringInterner(1024);
+
 function readInputEntry(r: PbReader, end: number, into: Record<string, LoggedValueView>): void {
   let key = "";
   let value: LoggedValueView = EMPTY;
@@ -104,7 +107,7 @@ function readInputEntry(r: PbReader, end: number, into: Record<string, LoggedVal
     const t = r.tag();
     if (t >>> 3 === 1) {
       expectWire(t & 7, WIRE_LEN, "inputs key");
-      key = r.string();
+      key = r.internedString(INPUT_KEYS);
     } else if (t >>> 3 === 2) {
       expectWire(t & 7, WIRE_LEN, "inputs value");
       const vEnd = r.lengthEnd();

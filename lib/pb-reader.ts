@@ -207,9 +207,9 @@ export class PbReader {
   }
 
   /**
-   * A string field through `interner`: the same short ASCII bytes seen before give back the
-   * same string, with no decoding and nothing allocated (a prediction log repeats its feature
-   * refs in every record). Anything else decodes as string() does.
+   * A string field through `interner`: short bytes seen before give back the same string,
+   * with no decoding and nothing allocated (a prediction log repeats its feature refs in
+   * every record). A miss decodes as string() does, and is remembered.
    */
   internedString(interner: StringInterner): string {
     const start = this.pos;
@@ -217,39 +217,27 @@ export class PbReader {
     const from = this.pos;
     const b = this.buf;
     const len = end - from;
-    if (len > INTERN_MAX_BYTES) {
+    if (len === 0 || len > INTERN_MAX_BYTES) {
       this.pos = start;
       return this.string();
     }
-    // FNV-1a over the bytes, checking they are ASCII on the way.
-    let h = 0x811c9dc5;
-    for (let p = from; p < end; p++) {
-      const c = b[p]!;
-      if (c > 0x7f) {
-        this.pos = start;
-        return this.string();
-      }
-      h = Math.imul(h ^ c, 0x01000193);
-    }
-    const slot = (h >>> 0) & interner.mask;
+    // A constant-time slot from the length and two bytes (refs differ at their end, names
+    // at their middle); the full comparison below makes any collision harmless.
+    const slot = (len * 31 + b[end - 1]! * 7 + b[from + (len >>> 1)]!) & interner.mask;
     const known = interner.keys[slot];
     if (known !== undefined && known.length === len) {
-      let same = true;
-      for (let i = 0; i < len; i++) {
-        if (known[i] !== b[from + i]) {
-          same = false;
-          break;
-        }
-      }
-      if (same) {
+      let i = 0;
+      while (i < len && known[i] === b[from + i]) i++;
+      if (i === len) {
         this.pos = end;
         return interner.strings[slot]!;
       }
     }
-    const str = this.bytes().toString("latin1", from, end);
+    // Same bytes, same string: whatever string() decodes (and validates) can be kept.
+    this.pos = start;
+    const str = this.string();
     interner.keys[slot] = b.slice(from, end);
     interner.strings[slot] = str;
-    this.pos = end;
     return str;
   }
 

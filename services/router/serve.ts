@@ -8,7 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { SpanStatusCode, trace } from "@opentelemetry/api";
+import { context as otelContext, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { FeatureService, GetOnlineFeaturesRequest } from "../../gen/mlmesh/features/v1/features_service_pb.js";
 import type { Row, RowOutput } from "../../gen/mlmesh/inference/v1/inference_resources_pb.js";
 import type { FeatureBinding } from "../../gen/mlmesh/registry/v1/registry_resources_pb.js";
@@ -134,6 +134,27 @@ class RequestClock {
         span.end();
       }
     });
+  }
+  /** run() for a step that does not wait (assignment, post-processing): no promise at all. */
+  runSync<T>(step: "assignment" | "post_processing", fn: () => T): T {
+    const slice = step === "assignment" ? 0 : Math.max(0, Math.min(this.budget.slices[step], this.left()));
+    const t = performance.now();
+    const span = spansRecorded() ? tracer().startSpan(`router.${step}`) : undefined;
+    span?.setAttribute("mlmesh.router.step_budget_ms", slice);
+    span?.setAttribute("mlmesh.router.time_left_ms", this.left());
+    let exceeded = false;
+    try {
+      return span ? otelContext.with(trace.setSpan(otelContext.active(), span), fn) : fn();
+    } catch (err) {
+      exceeded = isDeadline(err);
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+      throw err;
+    } finally {
+      const elapsed = performance.now() - t;
+      if (step !== "assignment" && elapsed > slice) exceeded = true;
+      this.record(step, slice, elapsed, exceeded);
+      span?.end();
+    }
   }
   private async runUntraced<T>(step: Step | "assignment", slice: number, t: number, fn: (timeoutMs: number) => Promise<T> | T): Promise<T> {
     let exceeded = false;
@@ -474,7 +495,7 @@ export class Server {
     const requestId = req.requestId || crypto.randomUUID();
     const traceId = activeTraceId();
     const unit = unitOf(ep.plan, spec, req.unitId, key, req.context);
-    const decision = await clock.run("assignment", () => this.planFor(ep, unit, req.context));
+    const decision = clock.runSync("assignment", () => this.planFor(ep, unit, req.context));
     annotateRequest(spec.name, clock, decision);
     if (decision.exposure) this.d.exposures.add(decision.exposure, `router/${spec.name}`);
     let version = 0n;
@@ -512,7 +533,7 @@ export class Server {
       targetFailed = scored.targetFailed;
       fallbacks.push(...scored.fallbacks);
       const pp = spec.postProcessing;
-      const resp = await clock.run("post_processing", () => {
+      const resp = clock.runSync("post_processing", () => {
         const row = scored.res.outputs[0]!;
         const raw = rawScore(row, pp);
         const score = calibrate(raw, pp?.calibration);
@@ -601,7 +622,7 @@ export class Server {
     const requestId = req.requestId || crypto.randomUUID();
     const traceId = activeTraceId();
     const unit = unitOf(ep.plan, spec, req.unitId, key, req.context);
-    const decision = await clock.run("assignment", () => this.planFor(ep, unit, req.context));
+    const decision = clock.runSync("assignment", () => this.planFor(ep, unit, req.context));
     annotateRequest(spec.name, clock, decision);
     if (decision.exposure) this.d.exposures.add(decision.exposure, `router/${spec.name}`);
     const rules: RuleSet | undefined = decision.ruleSet ? cs?.ruleSets[decision.ruleSet] : cs?.rules;
@@ -688,7 +709,7 @@ export class Server {
           fallbacks.push(...scoredRes.fallbacks);
         }
         const pp = spec.postProcessing;
-        const result = await clock.run("post_processing", () => {
+        const result = clock.runSync("post_processing", () => {
           items = survivors.map((i, j) => {
             const s = calibrate(rawScore(scoredRes!.res.outputs[j]!, pp), pp?.calibration);
             return { id: sel.ids[i]!, index: i, score: s, modelScore: s, boosts: [], category: "" };

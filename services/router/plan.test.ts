@@ -58,6 +58,17 @@ describe("serving plans", () => {
     assert.deepEqual([b.ref, b.role], ["churn@1", ServedBy.BLUE]);
   });
 
+  it("answers a plan-only decision once per plan and model, and a new plan object anew", () => {
+    const single = create(ServingPlanSchema, { plan: { case: "single", value: { modelRef: "churn@3" } } });
+    const first = route(single, input("u1"));
+    assert.equal(route(single, input("u2", 0.1)), first, "the same decision for every unit");
+    assert.equal(first.ref, "churn@3");
+    assert.equal(route(single, { ...input("u1"), model: "other" }).ref, "churn@3");
+    assert.equal(route(create(ServingPlanSchema, {}), { ...input("u1"), model: "other" }).ref, "other@production");
+    const changed = create(ServingPlanSchema, { plan: { case: "single", value: { modelRef: "churn@4" } } });
+    assert.equal(route(changed, input("u1")).ref, "churn@4");
+  });
+
   it("mirrors a shadow plan's fraction and canary falls back to production", () => {
     const sh = create(ServingPlanSchema, { plan: { case: "shadow", value: { shadowModelRefs: ["churn@2", "churn@3"], mirrorFraction: 0.25 } } });
     assert.deepEqual(route(sh, input("u", 0.2)).shadows, ["churn@2", "churn@3"]);

@@ -52,7 +52,25 @@ const ROLE_LABEL: Record<number, string> = {
 };
 export const roleLabel = (r: ServedBy): string => ROLE_LABEL[r] ?? "unknown";
 
+/**
+ * Decisions that depend on nothing but the plan (single, blue-green, no plan), made once per
+ * plan object: plans are replaced on every change, never edited, and decisions are read-only.
+ */
+const constantDecisions = new WeakMap<ServingPlan, { readonly model: string; readonly decision: RouteDecision }>();
+
 export function route(plan: ServingPlan, input: RouteInput): RouteDecision {
+  const c = plan.plan.case;
+  if (c === "single" || c === "blueGreen" || c === undefined) {
+    const known = constantDecisions.get(plan);
+    if (known && known.model === input.model) return known.decision;
+    const decision = decide(plan, input);
+    constantDecisions.set(plan, { model: input.model, decision });
+    return decision;
+  }
+  return decide(plan, input);
+}
+
+function decide(plan: ServingPlan, input: RouteInput): RouteDecision {
   const m = input.model;
   const base = { fallbackRef: undefined, arm: "", experimentKey: "", ruleSet: "", shadows: [] as string[], exposure: undefined };
   const p = plan.plan;

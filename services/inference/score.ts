@@ -18,35 +18,28 @@ function columnsOf(v: LoadedVersion, input: IoSpec): string[] | undefined {
   return b && b.features.length > 0 ? [...b.features] : undefined;
 }
 
-function lookup(row: Row, ref: string): Row["values"][string] | undefined {
-  const direct = row.values[ref];
-  if (direct) return direct;
-  const short = ref.includes(":") ? ref.slice(ref.indexOf(":") + 1) : undefined;
-  return short !== undefined ? row.values[short] : undefined;
+/** How one graph input is filled from rows: its binding's columns, or one value of its own name. */
+interface RowsInput {
+  readonly input: IoSpec;
+  readonly columns: readonly string[] | undefined;
+  /** Each column's bare feature name (after `view:`), also accepted as a row key. */
+  readonly shorts: ReadonlyArray<string | undefined>;
+  readonly width: number;
+  readonly trailing: readonly number[];
 }
 
-function setScalar(data: TypedData, type: DType, at: number, x: number | bigint | boolean, where: string, allowNonFinite: boolean): void {
-  if (type === "bool") {
-    (data as Uint8Array)[at] = x === true || x === 1 || x === 1n ? 1 : 0;
-    return;
-  }
-  if (typeof x === "boolean") throw new ValidationError(where, `expected a number for a ${type} input, got a bool`);
-  if (type === "int64") {
-    if (typeof x === "number" && !Number.isInteger(x)) throw new ValidationError(where, `expected an integer for an int64 input, got ${x}`);
-    (data as BigInt64Array)[at] = BigInt(x);
-    return;
-  }
-  const n = Number(x);
-  if (!allowNonFinite && !Number.isFinite(n)) throw new ValidationError(where, `${n} is not finite (the model's non-finite policy is REJECT)`);
-  if (type === "int32" && !Number.isInteger(n)) throw new ValidationError(where, `expected an integer for an int32 input, got ${n}`);
-  (data as Float32Array)[at] = n;
+/** A version's row layout, worked out once: inputs in order and every row key they accept. */
+interface RowsLayout {
+  readonly inputs: readonly RowsInput[];
+  readonly known: ReadonlySet<string>;
 }
 
-/** Rows of named values → one [N, k] tensor per graph input. */
-export function feedsFromRows(v: LoadedVersion, rows: readonly Row[], limits: FeedLimits): Record<string, DenseTensor> {
-  if (rows.length === 0) throw new ValidationError("rows", "at least one row is required");
-  if (rows.length > limits.maxRows) throw new ValidationError("rows", `${rows.length} rows is more than the ${limits.maxRows} allowed in one request`);
-  const feeds: Record<string, DenseTensor> = {};
+const rowsLayouts = new WeakMap<LoadedVersion, RowsLayout>();
+
+function rowsLayout(v: LoadedVersion): RowsLayout {
+  const memo = rowsLayouts.get(v);
+  if (memo) return memo;
+  const inputs: RowsInput[] = [];
   const known = new Set<string>();
   for (const input of v.inputs) {
     const columns = columnsOf(v, input);
@@ -58,43 +51,84 @@ export function feedsFromRows(v: LoadedVersion, rows: readonly Row[], limits: Fe
     if (columns && trailing.length === 1 && trailing[0]! >= 0 && trailing[0] !== columns.length) {
       throw new ValidationError("rows", `the feature binding of "${input.name}" has ${columns.length} features but the input has ${trailing[0]} columns`);
     }
+    const shorts = (columns ?? []).map((col) => (col.includes(":") ? col.slice(col.indexOf(":") + 1) : undefined));
+    if (columns) {
+      columns.forEach((col, c) => {
+        known.add(col);
+        if (shorts[c] !== undefined) known.add(shorts[c]);
+      });
+    } else known.add(input.name);
+    inputs.push({ input, columns, shorts, width, trailing });
+  }
+  const layout = { inputs, known };
+  rowsLayouts.set(v, layout);
+  return layout;
+}
+
+/** The field an error names; built only when there is an error. */
+function rowField(r: number, name: string, c = -1): string {
+  return c < 0 ? `rows[${r}].values["${name}"]` : `rows[${r}].values["${name}"][${c}]`;
+}
+
+function setScalar(data: TypedData, type: DType, at: number, x: number | bigint | boolean, r: number, name: string, c: number, allowNonFinite: boolean): void {
+  if (type === "bool") {
+    (data as Uint8Array)[at] = x === true || x === 1 || x === 1n ? 1 : 0;
+    return;
+  }
+  if (typeof x === "boolean") throw new ValidationError(rowField(r, name, c), `expected a number for a ${type} input, got a bool`);
+  if (type === "int64") {
+    if (typeof x === "number" && !Number.isInteger(x)) throw new ValidationError(rowField(r, name, c), `expected an integer for an int64 input, got ${x}`);
+    (data as BigInt64Array)[at] = BigInt(x);
+    return;
+  }
+  const n = Number(x);
+  if (!allowNonFinite && !Number.isFinite(n)) throw new ValidationError(rowField(r, name, c), `${n} is not finite (the model's non-finite policy is REJECT)`);
+  if (type === "int32" && !Number.isInteger(n)) throw new ValidationError(rowField(r, name, c), `expected an integer for an int32 input, got ${n}`);
+  (data as Float32Array)[at] = n;
+}
+
+/** Rows of named values → one [N, k] tensor per graph input. */
+export function feedsFromRows(v: LoadedVersion, rows: readonly Row[], limits: FeedLimits): Record<string, DenseTensor> {
+  if (rows.length === 0) throw new ValidationError("rows", "at least one row is required");
+  if (rows.length > limits.maxRows) throw new ValidationError("rows", `${rows.length} rows is more than the ${limits.maxRows} allowed in one request`);
+  const layout = rowsLayout(v);
+  const feeds: Record<string, DenseTensor> = {};
+  for (const { input, columns, shorts, width, trailing } of layout.inputs) {
     const data = allocate(input.type, rows.length * width);
-    rows.forEach((row, r) => {
+    for (let r = 0; r < rows.length; r++) {
+      const values = rows[r]!.values;
       if (columns) {
-        columns.forEach((col, c) => {
-          const val = lookup(row, col);
-          known.add(col);
-          if (col.includes(":")) known.add(col.slice(col.indexOf(":") + 1));
-          const where = `rows[${r}].values["${col}"]`;
-          if (!val || val.kind.case === undefined) throw new ValidationError(where, `missing; input "${input.name}" needs ${columns.join(", ")}`);
-          setScalar(data, input.type, r * width + c, scalarOf(val, where), where, limits.allowNonFinite);
-        });
+        for (let c = 0; c < columns.length; c++) {
+          const col = columns[c]!;
+          const short = shorts[c];
+          const val = values[col] ?? (short !== undefined ? values[short] : undefined);
+          if (!val || val.kind.case === undefined) throw new ValidationError(rowField(r, col), `missing; input "${input.name}" needs ${columns.join(", ")}`);
+          setScalar(data, input.type, r * width + c, scalarOf(val, r, col), r, col, -1, limits.allowNonFinite);
+        }
       } else {
-        known.add(input.name);
-        const val = row.values[input.name];
-        const where = `rows[${r}].values["${input.name}"]`;
-        if (!val || val.kind.case === undefined) throw new ValidationError(where, `missing; input "${input.name}" needs ${width} value(s)`);
+        const val = values[input.name];
+        if (!val || val.kind.case === undefined) throw new ValidationError(rowField(r, input.name), `missing; input "${input.name}" needs ${width} value(s)`);
         if (val.kind.case === "floatVectorValue") {
           const xs = val.kind.value.values;
-          if (xs.length !== width) throw new ValidationError(where, `expected ${width} values for input "${input.name}", got ${xs.length}`);
-          xs.forEach((x, c) => setScalar(data, input.type, r * width + c, x, `${where}[${c}]`, limits.allowNonFinite));
+          if (xs.length !== width) throw new ValidationError(rowField(r, input.name), `expected ${width} values for input "${input.name}", got ${xs.length}`);
+          for (let c = 0; c < xs.length; c++) setScalar(data, input.type, r * width + c, xs[c]!, r, input.name, c, limits.allowNonFinite);
         } else {
-          if (width !== 1) throw new ValidationError(where, `expected a float_vector of ${width} values for input "${input.name}"`);
-          setScalar(data, input.type, r * width, scalarOf(val, where), where, limits.allowNonFinite);
+          if (width !== 1) throw new ValidationError(rowField(r, input.name), `expected a float_vector of ${width} values for input "${input.name}"`);
+          setScalar(data, input.type, r * width, scalarOf(val, r, input.name), r, input.name, -1, limits.allowNonFinite);
         }
       }
-    });
+    }
     feeds[input.name] = { type: input.type, dims: trailing.length === 0 ? [rows.length] : [rows.length, width], data };
   }
-  rows.forEach((row, r) => {
-    for (const k of Object.keys(row.values)) {
-      if (!known.has(k)) throw new ValidationError(`rows[${r}].values["${k}"]`, `unknown; the model's inputs are ${[...new Set([...known])].join(", ")}`);
+  for (let r = 0; r < rows.length; r++) {
+    for (const k in rows[r]!.values) {
+      if (!layout.known.has(k)) throw new ValidationError(rowField(r, k), `unknown; the model's inputs are ${[...layout.known].join(", ")}`);
     }
-  });
+  }
   return feeds;
 }
 
-function scalarOf(val: NonNullable<Row["values"][string]>, where: string): number | bigint | boolean {
+function scalarOf(val: NonNullable<Row["values"][string]>, r: number, name: string): number | bigint | boolean {
   switch (val.kind.case) {
     case "doubleValue":
     case "floatValue":
@@ -102,9 +136,9 @@ function scalarOf(val: NonNullable<Row["values"][string]>, where: string): numbe
     case "boolValue":
       return val.kind.value;
     case "stringValue":
-      throw new ValidationError(where, `expected a number, got the string "${val.kind.value}"`);
+      throw new ValidationError(rowField(r, name), `expected a number, got the string "${val.kind.value}"`);
     default:
-      throw new ValidationError(where, `expected a scalar, got a ${val.kind.case}`);
+      throw new ValidationError(rowField(r, name), `expected a scalar, got a ${val.kind.case}`);
   }
 }
 

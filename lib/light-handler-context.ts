@@ -9,8 +9,7 @@ import { createContextValues, type ContextValues, type HandlerContext } from "@c
 
 export class LightHandlerContext implements HandlerContext {
   readonly requestMethod = "POST";
-  readonly values: ContextValues = createContextValues();
-  readonly url: string;
+  private contextValues: ContextValues | undefined;
   private controller: AbortController | undefined;
   private abortReason: unknown;
   private aborted = false;
@@ -25,8 +24,14 @@ export class LightHandlerContext implements HandlerContext {
     /** Header names in lower case → value; read lazily. */
     private readonly headers: () => Iterable<[string, string]>,
     private readonly deadline: number,
-  ) {
-    this.url = `/${service.typeName}/${method.name}`;
+  ) {}
+
+  get url(): string {
+    return `/${this.service.typeName}/${this.method.name}`;
+  }
+
+  get values(): ContextValues {
+    return (this.contextValues ??= createContextValues());
   }
 
   get signal(): AbortSignal {
@@ -45,7 +50,9 @@ export class LightHandlerContext implements HandlerContext {
     this.controller?.abort(reason);
   }
 
-  timeoutMs = (): number | undefined => this.deadline - Date.now();
+  timeoutMs(): number | undefined {
+    return this.deadline - Date.now();
+  }
 
   get requestHeader(): Headers {
     if (!this.reqHeader) {

@@ -58,6 +58,7 @@ describe("in-process calls between services of one process", () => {
               requestIsMessage: isMessage(req, GetModelRequestSchema),
             });
             if (req.name === "bad") throw new ValidationError("name", "must not be bad");
+            if (req.name === "hang") return new Promise<never>(() => undefined);
             // An init shape, not a message: the caller must still get a complete message.
             return { registeredModel: { name: req.name } };
           },
@@ -150,8 +151,38 @@ describe("in-process calls between services of one process", () => {
     }
   });
 
+  it("ends a call still running at its deadline with DEADLINE_EXCEEDED, counted by the callee", async () => {
+    const before = await back.metrics.registry.getSingleMetricAsString("mlmesh_rpc_server_requests_total");
+    const t0 = performance.now();
+    await assert.rejects(frontClient().getModel({ name: "hang" }, { timeoutMs: 150 }), (e: unknown) => {
+      assert.ok(e instanceof ConnectError);
+      assert.equal(e.code, Code.DeadlineExceeded, e.message);
+      return true;
+    });
+    const took = performance.now() - t0;
+    assert.ok(took >= 140 && took < 2000, `ended at its deadline: ${took} ms`);
+    // The caller's own deadline may answer first; the callee's timer ends its side just after.
+    const count = (t: string) => Number(t.split("\n").find((l) => l.includes('method="GetModel"') && l.includes('code="DEADLINE_EXCEEDED"'))?.split(" ").at(-1) ?? 0);
+    let text = "";
+    for (let i = 0; i < 50 && count(text) !== count(before) + 1; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      text = await back.metrics.registry.getSingleMetricAsString("mlmesh_rpc_server_requests_total");
+    }
+    assert.equal(count(text), count(before) + 1);
+  });
+
   it("does not reach a draining service in-process: the caller gets UNAVAILABLE", async () => {
+    // A call running in-process when the callee shuts down ends UNAVAILABLE, not at its deadline.
+    const running = frontClient().getModel({ name: "hang" }, { timeoutMs: 20_000 });
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = performance.now();
     await back.shutdown();
+    await assert.rejects(running, (e: unknown) => {
+      assert.ok(e instanceof ConnectError);
+      assert.equal(e.code, Code.Unavailable, e.message);
+      return true;
+    });
+    assert.ok(performance.now() - t0 < 5000);
     await assert.rejects(frontClient().getModel({ name: "m4" }, { timeoutMs: 3000 }), (e: unknown) => {
       assert.ok(e instanceof ConnectError);
       assert.equal(e.code, Code.Unavailable, e.message);

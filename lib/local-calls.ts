@@ -22,7 +22,7 @@ import { context, INVALID_SPAN_CONTEXT, trace, type Span } from "@opentelemetry/
 import { LightHandlerContext } from "./light-handler-context.js";
 import { isPreEncoded } from "./pre-encoded.js";
 import { PRINCIPAL_VALUE } from "./principal.js";
-import type { CallObserver } from "./rpc-observe.js";
+import type { CallObserver, ObservedCall } from "./rpc-observe.js";
 
 export interface LocalBinding {
   readonly service: DescService;
@@ -36,6 +36,8 @@ interface LocalTarget {
   readonly impl: Record<string, (...args: any[]) => any>;
   readonly observe: CallObserver;
   readonly shutdownSignal: AbortSignal;
+  /** Calls running in it: the server's shutdown ends them (one listener per server, not per call). */
+  readonly inflight: Set<LocalCall>;
 }
 
 const targets = new Map<string, LocalTarget>();
@@ -64,9 +66,17 @@ function authorityKey(url: string): string {
 export function registerLocalServices(grpcUrl: string, bindings: readonly LocalBinding[], observe: CallObserver, shutdownSignal: AbortSignal): () => void {
   const authority = authorityKey(grpcUrl);
   const keys: string[] = [];
+  const inflight = new Set<LocalCall>();
+  shutdownSignal.addEventListener(
+    "abort",
+    () => {
+      for (const c of [...inflight]) c.settle(new ConnectError("server is shutting down", Code.Unavailable));
+    },
+    { once: true },
+  );
   for (const b of bindings) {
     const key = `${authority}/${b.service.typeName}`;
-    targets.set(key, { service: b.service, impl: b.impl, observe, shutdownSignal });
+    targets.set(key, { service: b.service, impl: b.impl, observe, shutdownSignal, inflight });
     keys.push(key);
   }
   return () => {
@@ -111,37 +121,69 @@ export function callLocal(target: LocalTarget, method: DescMethod, request: unkn
     return Promise.reject(call.finish(new ConnectError(`cannot decode the ${input.typeName} request: ${(err as Error).message}`, Code.InvalidArgument)));
   }
   return new Promise((resolve, reject) => {
-    let settled = false;
-    const settle = (err: unknown, res?: unknown) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      target.shutdownSignal.removeEventListener("abort", onShutdown);
-      if (err !== undefined) {
-        const mapped = call.finish(err) ?? err;
-        hctx.abort(mapped);
-        reject(mapped);
-        return;
-      }
-      call.finish();
-      resolve(res);
-    };
-    const timer = setTimeout(() => settle(new ConnectError(`deadline exceeded after ${Math.round(timeoutMs)} ms (${hctx.url.slice(1)})`, Code.DeadlineExceeded)), Math.max(0, timeoutMs));
-    const onShutdown = () => settle(new ConnectError("server is shutting down", Code.Unavailable));
-    target.shutdownSignal.addEventListener("abort", onShutdown, { once: true });
+    const lc = new LocalCall(target, method, call, hctx, timeoutMs, resolve, reject);
+    if (target.shutdownSignal.aborted) return lc.settle(new ConnectError("server is shutting down", Code.Unavailable));
     context.with(call.ctx, () => {
       try {
         Promise.resolve(handler(req, hctx)).then(
-          (res) => {
-            if (isPreEncoded(res)) return settle(new ConnectError("handler answered pre-encoded bytes to a local call", Code.Internal));
-            const output = method.output as DescMessage;
-            settle(undefined, isMessage(res, output) ? res : create(output, res as never));
-          },
-          (err) => settle(err),
+          (res) => lc.answered(res),
+          (err) => lc.settle(err),
         );
       } catch (err) {
-        settle(err);
+        lc.settle(err);
       }
     });
   });
+}
+
+/**
+ * One in-process call until it settles: answered, failed, past its deadline or ended by the
+ * server's shutdown, whichever comes first. A class, not closures: nothing is allocated per
+ * call for the timer and shutdown paths (and tsx's keepNames wraps every named closure).
+ */
+class LocalCall {
+  private settled = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly target: LocalTarget,
+    private readonly method: DescMethod,
+    private readonly call: ObservedCall,
+    private readonly hctx: LightHandlerContext,
+    readonly timeoutMs: number,
+    private readonly resolve: (v: unknown) => void,
+    private readonly reject: (e: unknown) => void,
+  ) {
+    this.timer = setTimeout(localCallTimedOut, Math.max(0, timeoutMs), this);
+    target.inflight.add(this);
+  }
+
+  answered(res: unknown): void {
+    if (isPreEncoded(res)) return this.settle(new ConnectError("handler answered pre-encoded bytes to a local call", Code.Internal));
+    const output = this.method.output as DescMessage;
+    this.settle(undefined, isMessage(res, output) ? res : create(output, res as never));
+  }
+
+  settle(err: unknown, res?: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.target.inflight.delete(this);
+    if (err !== undefined) {
+      const mapped = this.call.finish(err) ?? err;
+      this.hctx.abort(mapped);
+      this.reject(mapped);
+      return;
+    }
+    this.call.finish();
+    this.resolve(res);
+  }
+
+  timedOut(): void {
+    this.settle(new ConnectError(`deadline exceeded after ${Math.round(this.timeoutMs)} ms (${this.hctx.url.slice(1)})`, Code.DeadlineExceeded));
+  }
+}
+
+function localCallTimedOut(lc: LocalCall): void {
+  lc.timedOut();
 }

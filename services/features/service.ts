@@ -101,6 +101,18 @@ function presentOr<T>(rows: readonly ReadValue[][], c: number, zero: T): T[] {
   return out;
 }
 
+/** presentOr(rows, c, 0) as numbers, in one pass. */
+function presentNumbers(rows: readonly ReadValue[][], c: number): number[] {
+  const out = new Array<number>(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const v = rows[i]![c]!;
+    out[i] = v.status === "present" ? Number(v.value) : 0;
+  }
+  return out;
+}
+
+const NO_VALUES = Object.freeze([]) as never[];
+
 /**
  * One column of a columnar answer, as the message literal create() would return: the router
  * reads it through an in-process call, which hands a message on as it is (create() would
@@ -115,23 +127,25 @@ function columnToProto(rows: readonly ReadValue[][], c: number, type: ValueKind)
     statuses[i] = STATUS[v.status];
     eventTimesMs[i] = Number.isNaN(v.eventTime) ? 0 : v.eventTime;
   }
+  // A column fills one of the six value lists; the other five share one frozen empty list
+  // (nothing writes to an answer; a write would throw, not leak into other answers).
   const col: OnlineFeatureColumn = {
     $typeName: "mlmesh.features.v1.OnlineFeatureColumn",
     statuses,
     eventTimesMs,
-    doubleValues: [],
-    floatValues: [],
-    int64Values: [],
-    stringValues: [],
-    boolValues: [],
-    vectorValues: [],
+    doubleValues: NO_VALUES,
+    floatValues: NO_VALUES,
+    int64Values: NO_VALUES,
+    stringValues: NO_VALUES,
+    boolValues: NO_VALUES,
+    vectorValues: NO_VALUES,
   };
   switch (type) {
     case "float64":
-      col.doubleValues = presentOr<number>(rows, c, 0).map(Number);
+      col.doubleValues = presentNumbers(rows, c);
       break;
     case "float32":
-      col.floatValues = presentOr<number>(rows, c, 0).map(Number);
+      col.floatValues = presentNumbers(rows, c);
       break;
     case "int64":
       col.int64Values = presentOr<bigint>(rows, c, 0n);

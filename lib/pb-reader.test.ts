@@ -45,6 +45,20 @@ describe("PbReader.internedString", () => {
     assert.deepEqual(readAll(fields("bench_users:f8"), interner), ["bench_users:f8"]);
   });
 
+  it("by position: the n-th string of each sequence in slot n, right when a sequence changes", () => {
+    const interner = new StringInterner(4);
+    const seqs = [["a:f00", "a:f10", "a:f01"], ["a:f00", "a:f10", "a:f01"], ["a:f10", "a:f00"], ["x", "a:f00", "a:f01", "é", "z", "y"]];
+    for (const seq of seqs) {
+      const r = new PbReader(fields(...seq));
+      const got: string[] = [];
+      for (let i = 0; !r.done(); i++) {
+        r.tag();
+        got.push(r.internedString(interner, i));
+      }
+      assert.deepEqual(got, seq);
+    }
+  });
+
   it("throws on a length past the end, as string() does", () => {
     const bytes = fields("abcdef").subarray(0, 5);
     assert.throws(() => readAll(bytes, new StringInterner()), PbReadError);

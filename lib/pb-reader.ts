@@ -209,9 +209,11 @@ export class PbReader {
   /**
    * A string field through `interner`: short bytes seen before give back the same string,
    * with no decoding and nothing allocated (a prediction log repeats its feature refs in
-   * every record). A miss decodes as string() does, and is remembered.
+   * every record). A miss decodes as string() does, and is remembered. `position`: the
+   * string's place in a sequence that repeats (the n-th key of every record's map), used as
+   * its slot instead of a hash of its bytes.
    */
-  internedString(interner: StringInterner): string {
+  internedString(interner: StringInterner, position = -1): string {
     const start = this.pos;
     const end = this.lengthEnd();
     const from = this.pos;
@@ -221,9 +223,15 @@ export class PbReader {
       this.pos = start;
       return this.string();
     }
-    // A constant-time slot from the length and two bytes (refs differ at their end, names
-    // at their middle); the full comparison below makes any collision harmless.
-    const slot = (len * 31 + b[end - 1]! * 7 + b[from + (len >>> 1)]!) & interner.mask;
+    let slot: number;
+    if (position >= 0) slot = position & interner.mask;
+    else {
+      // FNV-1a over every byte: refs of one view differ in a byte or two anywhere (f03, f13),
+      // and a slot shared by two keys in use would decode both on every record.
+      let h = 0x811c9dc5;
+      for (let p = from; p < end; p++) h = Math.imul(h ^ b[p]!, 0x01000193);
+      slot = (h ^ (h >>> 15)) & interner.mask;
+    }
     const known = interner.keys[slot];
     if (known !== undefined && known.length === len) {
       let i = 0;

@@ -97,17 +97,20 @@ function readValue(r: PbReader, end: number): LoggedValueView {
   return v;
 }
 
-/** Feature refs repeat in every record of a model: decoded once, then looked up by their bytes. */
+/**
+ * Feature refs repeat, in the same order, in every record of a model: the n-th key of a
+ * record is looked up by its bytes in slot n and decoded only when it differs.
+ */
 const INPUT_KEYS = new StringInterner(1024);
 
-function readInputEntry(r: PbReader, end: number, into: Record<string, LoggedValueView>): void {
+function readInputEntry(r: PbReader, end: number, into: Record<string, LoggedValueView>, position: number): void {
   let key = "";
   let value: LoggedValueView = EMPTY;
   while (r.pos < end) {
     const t = r.tag();
     if (t >>> 3 === 1) {
       expectWire(t & 7, WIRE_LEN, "inputs key");
-      key = r.internedString(INPUT_KEYS);
+      key = r.internedString(INPUT_KEYS, position);
     } else if (t >>> 3 === 2) {
       expectWire(t & 7, WIRE_LEN, "inputs value");
       const vEnd = r.lengthEnd();
@@ -153,6 +156,7 @@ function readRecord(r: PbReader, end: number): MonitoredRecord {
   let timeMs: number | undefined;
   let score: number | undefined;
   const inputs: Record<string, LoggedValueView> = {};
+  let inputCount = 0;
   while (r.pos < end) {
     const t = r.tag();
     const wire = t & 7;
@@ -171,7 +175,7 @@ function readRecord(r: PbReader, end: number): MonitoredRecord {
         break;
       case 7: {
         expectWire(wire, WIRE_LEN, "PredictionLogged.inputs");
-        readInputEntry(r, r.lengthEnd(), inputs);
+        readInputEntry(r, r.lengthEnd(), inputs, inputCount++);
         break;
       }
       case 8:

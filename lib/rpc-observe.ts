@@ -6,7 +6,7 @@
 // counted, traced and answered the same way on both ports without reaching its handler.
 
 import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
-import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import { context, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
 import type { CallGuard } from "./auth/guard.js";
 import { codeName, isClientFault, toConnectError } from "./errors.js";
 import type { Logger } from "./logger.js";
@@ -14,6 +14,7 @@ import type { RpcMetrics } from "./metrics.js";
 import { PRINCIPAL_VALUE, withPrincipal, type Principal } from "./principal.js";
 import { extractTraceContext, getTracer, withDeadline } from "./telemetry.js";
 import { CounterChild, HistogramChild } from "./metric-children.js";
+import { LINKED_ROOT } from "./linked-context.js";
 import { traceIdOf } from "./trace-ids-only.js";
 
 export interface ObserveOptions {
@@ -90,7 +91,7 @@ export function createCallObserver(opts: ObserveOptions): CallObserver {
 
   return (service, method, header, askedTimeoutMs, parentSpan) => {
     const started = performance.now();
-    const parent = parentSpan ? trace.setSpan(ROOT_CONTEXT, parentSpan) : extractTraceContext(header, ROOT_CONTEXT);
+    const parent = parentSpan ? trace.setSpan(LINKED_ROOT, parentSpan) : extractTraceContext(header, LINKED_ROOT);
     const span = tracer.startSpan(
       `${service}/${method}`,
       { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method } },

@@ -10,6 +10,8 @@ export interface InferenceConfig {
   readonly batching: boolean;
   readonly maxBatchSize: number;
   readonly maxQueueDelayUs: number;
+  /** Versions whose runs average at most this (µs) run small requests on the service's thread; 0 = never. */
+  readonly inlineMaxUs: number;
   readonly maxRowsPerRequest: number;
   readonly allowNonFinite: boolean;
   readonly maxLoadedVersions: number;
@@ -27,6 +29,7 @@ export function readInferenceConfig(env: Env): InferenceConfig {
     batching: readBool(env, "MLMESH_INFERENCE_BATCHING", true),
     maxBatchSize: readInt(env, "MLMESH_INFERENCE_MAX_BATCH_SIZE", 64, 1, 65536),
     maxQueueDelayUs: readInt(env, "MLMESH_INFERENCE_MAX_QUEUE_DELAY_US", 0, 0, 10_000_000),
+    inlineMaxUs: readInt(env, "MLMESH_INFERENCE_INLINE_MAX_US", 50, 0, 10_000),
     maxRowsPerRequest: readInt(env, "MLMESH_INFERENCE_MAX_ROWS_PER_REQUEST", 10_000, 1, 10_000_000),
     allowNonFinite: readBool(env, "MLMESH_INFERENCE_ALLOW_NON_FINITE", false),
     maxLoadedVersions: readInt(env, "MLMESH_INFERENCE_MAX_LOADED_VERSIONS", 8, 1, 1024),
@@ -50,6 +53,7 @@ export const INFERENCE_CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: 
   { name: "MLMESH_INFERENCE_BATCHING", default: "true", meaning: "dynamic batching by default" },
   { name: "MLMESH_INFERENCE_MAX_BATCH_SIZE", default: "64", meaning: "rows per batched run" },
   { name: "MLMESH_INFERENCE_MAX_QUEUE_DELAY_US", default: "0", meaning: "how long a request waits for others to join its batch" },
+  { name: "MLMESH_INFERENCE_INLINE_MAX_US", default: "50", meaning: "models whose runs average at most this many µs score requests of up to 16 rows on the service's own thread, without the worker round trip; 0 = always on workers" },
   { name: "MLMESH_INFERENCE_MAX_ROWS_PER_REQUEST", default: "10000", meaning: "rows accepted in one Score call" },
   { name: "MLMESH_INFERENCE_ALLOW_NON_FINITE", default: "false", meaning: "pass NaN/Inf inputs to models instead of refusing them" },
   { name: "MLMESH_INFERENCE_MAX_LOADED_VERSIONS", default: "8", meaning: "LRU bound on loaded model versions" },

@@ -34,7 +34,7 @@ export async function openModel(o: { registry: Client<typeof RegistryService>; r
     cacheDir: o.cacheDir,
     maxLoadedVersions: 1,
     // Each chunk is already a batch: no dynamic batching, every idle worker takes one.
-    settings: () => ({ enabled: false, maxBatchSize: o.batchRows, maxQueueDelayUs: 0, workers: o.workers, intraOpThreads: 1, maxRowsPerRequest: o.batchRows, allowNonFinite: false }),
+    settings: () => ({ enabled: false, maxBatchSize: o.batchRows, maxQueueDelayUs: 0, inlineMaxUs: 0, workers: o.workers, intraOpThreads: 1, maxRowsPerRequest: o.batchRows, allowNonFinite: false }),
     observer: () => ({ onBatch() {}, onExpired() {} }),
     logger: o.logger,
     latestTtlMs: 0,

@@ -100,9 +100,11 @@ export class InferenceEngine {
   observer(model: string, version: number) {
     const batchSize = this.metrics.batchSize.labels(model, String(version));
     const expired = this.metrics.expired.labels(model, String(version));
+    const inline = this.metrics.inline.labels(model, String(version));
     return {
       onBatch: (rows: number) => batchSize.observe(rows),
       onExpired: () => expired.inc(),
+      onInline: () => inline.inc(),
     };
   }
 }

@@ -42,6 +42,8 @@ export interface InferenceOptions {
   readonly maxBatchSize?: number;
   /** MLMESH_INFERENCE_MAX_QUEUE_DELAY_US: wait for others to join while a worker idles (default 0: batch only what queued behind busy workers). */
   readonly maxQueueDelayUs?: number;
+  /** MLMESH_INFERENCE_INLINE_MAX_US: small models run small requests on this thread (default 50; 0 = never). */
+  readonly inlineMaxUs?: number;
   /** MLMESH_INFERENCE_MAX_ROWS_PER_REQUEST (default 10000). */
   readonly maxRowsPerRequest?: number;
   /** MLMESH_INFERENCE_ALLOW_NON_FINITE: pass NaN/Inf to models (default false: INVALID_ARGUMENT). */
@@ -85,6 +87,7 @@ export async function startInference(rt: Runtime, options: InferenceOptions = {}
     enabled: options.batching ?? true,
     maxBatchSize: options.maxBatchSize ?? 64,
     maxQueueDelayUs: options.maxQueueDelayUs ?? 0,
+    inlineMaxUs: options.inlineMaxUs ?? 50,
     workers: options.workers ?? Math.max(1, Math.floor(cores / intraOpThreads)),
     intraOpThreads,
     maxRowsPerRequest: options.maxRowsPerRequest ?? 10_000,

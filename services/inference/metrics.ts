@@ -12,6 +12,7 @@ export interface InferenceMetrics {
   readonly compute: Histogram<"model" | "version">;
   readonly batchSize: Histogram<"model" | "version">;
   readonly expired: Counter<"model" | "version">;
+  readonly inline: Counter<"model" | "version">;
 }
 
 export function createInferenceMetrics(registry: Registry): InferenceMetrics {
@@ -26,5 +27,6 @@ export function createInferenceMetrics(registry: Registry): InferenceMetrics {
     compute: new Histogram({ name: "mlmesh_inference_compute_duration_seconds", help: "ONNX Runtime run() time of the batch a request ran in.", labelNames: labels, buckets, registers: [registry] }),
     batchSize: new Histogram({ name: "mlmesh_inference_batch_size_rows", help: "Rows per executed batch.", labelNames: labels, buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers: [registry] }),
     expired: new Counter({ name: "mlmesh_inference_queue_expired_total", help: "Requests whose deadline passed while queued (not run).", labelNames: labels, registers: [registry] }),
+    inline: new Counter({ name: "mlmesh_inference_inline_runs_total", help: "Requests run on the service's own thread (a small model; MLMESH_INFERENCE_INLINE_MAX_US), not on a session worker.", labelNames: labels, registers: [registry] }),
   };
 }

@@ -13,13 +13,20 @@ const feeds = (x: number[]) => ({ x: { type: "float32" as const, dims: [1, 3], d
 async function openPool(policy: BatchPolicy) {
   const batches: number[] = [];
   let expired = 0;
-  const pool = await SessionPool.open({ path: MODEL, workers: 1, intraOpThreads: 1, policy: () => policy, observer: { onBatch: (rows) => batches.push(rows), onExpired: () => expired++ } });
-  return { pool, batches, expired: () => expired };
+  let inline = 0;
+  const pool = await SessionPool.open({
+    path: MODEL,
+    workers: 1,
+    intraOpThreads: 1,
+    policy: () => policy,
+    observer: { onBatch: (rows) => batches.push(rows), onExpired: () => expired++, onInline: () => inline++ },
+  });
+  return { pool, batches, expired: () => expired, inline: () => inline };
 }
 
 describe("SessionPool: dynamic batching on worker threads", () => {
   it("runs queued requests as one batch and hands each its own rows", async () => {
-    const { pool, batches } = await openPool({ enabled: true, maxBatchSize: 8, maxQueueDelayUs: 20_000 });
+    const { pool, batches } = await openPool({ enabled: true, maxBatchSize: 8, maxQueueDelayUs: 20_000, inlineMaxUs: 0 });
     try {
       const xs = Array.from({ length: 10 }, (_, i) => [i / 10, 1 - i / 10, i % 3]);
       const results = await Promise.all(xs.map((x) => pool.run(feeds(x), 1, Date.now() + 5_000)));
@@ -32,7 +39,7 @@ describe("SessionPool: dynamic batching on worker threads", () => {
   });
 
   it("replaces a worker that dies: its batch fails UNAVAILABLE, later requests are served", async () => {
-    const { pool } = await openPool({ enabled: false, maxBatchSize: 8, maxQueueDelayUs: 0 });
+    const { pool } = await openPool({ enabled: false, maxBatchSize: 8, maxQueueDelayUs: 0, inlineMaxUs: 0 });
     try {
       // Kill the only worker while a request is on it (what a native crash in ONNX Runtime does).
       const running = pool.run(feeds([1, 2, 3]), 1, Date.now() + 5_000);
@@ -47,7 +54,7 @@ describe("SessionPool: dynamic batching on worker threads", () => {
   });
 
   it("runs every request alone when batching is off", async () => {
-    const { pool, batches } = await openPool({ enabled: false, maxBatchSize: 8, maxQueueDelayUs: 20_000 });
+    const { pool, batches } = await openPool({ enabled: false, maxBatchSize: 8, maxQueueDelayUs: 20_000, inlineMaxUs: 0 });
     try {
       await Promise.all([1, 2, 3].map((i) => pool.run(feeds([i, 0, 0]), 1, Date.now() + 5_000)));
       assert.deepEqual(batches, [1, 1, 1]);
@@ -57,7 +64,7 @@ describe("SessionPool: dynamic batching on worker threads", () => {
   });
 
   it("fails a request whose deadline passes while queued, without running it", async () => {
-    const { pool, batches, expired } = await openPool({ enabled: true, maxBatchSize: 8, maxQueueDelayUs: 2_000_000 });
+    const { pool, batches, expired } = await openPool({ enabled: true, maxBatchSize: 8, maxQueueDelayUs: 2_000_000, inlineMaxUs: 0 });
     try {
       const started = Date.now();
       await assert.rejects(pool.run(feeds([1, 2, 3]), 1, Date.now() + 50), (e: unknown) => e instanceof DomainError && e.code === Code.DeadlineExceeded);
@@ -70,7 +77,7 @@ describe("SessionPool: dynamic batching on worker threads", () => {
   });
 
   it("with workers busy, gathers everything queued into one batch even with no queue delay", async () => {
-    const { pool, batches } = await openPool({ enabled: true, maxBatchSize: 64, maxQueueDelayUs: 0 });
+    const { pool, batches } = await openPool({ enabled: true, maxBatchSize: 64, maxQueueDelayUs: 0, inlineMaxUs: 0 });
     try {
       // Arriving in the same event-loop turn (as requests read from one socket do): one run.
       const xs = Array.from({ length: 12 }, (_, i) => [i, -i, i / 2]);
@@ -83,7 +90,7 @@ describe("SessionPool: dynamic batching on worker threads", () => {
   });
 
   it("lends a large request's buffers to the worker and gives them back intact", async () => {
-    const { pool } = await openPool({ enabled: false, maxBatchSize: 8, maxQueueDelayUs: 0 });
+    const { pool } = await openPool({ enabled: false, maxBatchSize: 8, maxQueueDelayUs: 0, inlineMaxUs: 0 });
     try {
       const n = 8000; // 96 KB of float32: above the lending threshold
       const data = Float32Array.from({ length: n * 3 }, (_, i) => ((i * 37) % 101) / 50 - 1);
@@ -97,6 +104,48 @@ describe("SessionPool: dynamic batching on worker threads", () => {
       }
     } finally {
       await pool.close();
+    }
+  });
+
+  it("runs a small model on the calling thread once its worker runs show it is small, with the same answers", async () => {
+    const { pool, inline } = await openPool({ enabled: true, maxBatchSize: 8, maxQueueDelayUs: 0, inlineMaxUs: 10_000 });
+    try {
+      const where: boolean[] = [];
+      for (let i = 0; i < 400 && !where.at(-1); i++) {
+        const x = [i / 7, 1 - i / 9, i % 5];
+        const r = await pool.run(feeds(x), 1, Date.now() + 5_000);
+        assert.ok(Math.abs(Number(r.outputs.score!.data[0]) - sigmoid(x)) < 1e-6, `answer ${i} (inline: ${r.inline})`);
+        where.push(r.inline);
+        if (!r.inline) await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      assert.equal(where.slice(0, 16).some(Boolean), false, "measured on the workers first");
+      assert.equal(where.at(-1), true, "then inline");
+      assert.equal(inline(), where.filter(Boolean).length);
+      // Larger requests still go to the workers.
+      const n = 17;
+      const big = { x: { type: "float32" as const, dims: [n, 3], data: Float32Array.from({ length: n * 3 }, (_, i) => (i % 7) / 7) } };
+      const r = await pool.run(big, n, Date.now() + 5_000);
+      assert.equal(r.inline, false);
+      assert.ok(Math.abs(Number(r.outputs.score!.data[n - 1]) - sigmoid(Array.from(big.x.data.subarray((n - 1) * 3)))) < 1e-6);
+      // A request already past its deadline does not run.
+      await assert.rejects(pool.run(feeds([1, 2, 3]), 1, Date.now() - 1), (e: unknown) => e instanceof DomainError && e.code === Code.DeadlineExceeded);
+      assert.equal(pool.pending, 0);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("keeps a model slower than the limit, or every model with the limit at 0, on the workers", async () => {
+    for (const inlineMaxUs of [0, 1]) {
+      const { pool, inline } = await openPool({ enabled: false, maxBatchSize: 8, maxQueueDelayUs: 0, inlineMaxUs });
+      try {
+        for (let i = 0; i < 40; i++) assert.equal((await pool.run(feeds([i, 0, 1]), 1, Date.now() + 5_000)).inline, false);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.equal((await pool.run(feeds([1, 0, 1]), 1, Date.now() + 5_000)).inline, false);
+        assert.equal(inline(), 0);
+      } finally {
+        await pool.close();
+      }
     }
   });
 });

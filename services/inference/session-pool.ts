@@ -2,6 +2,7 @@
 // worker), and the per-model dynamic batcher feeding them, as Triton's `dynamic_batching`.
 
 import { Worker } from "node:worker_threads";
+import * as ort from "onnxruntime-node";
 import { DeadlineExceededError, UnavailableError } from "../../lib/errors.js";
 import { allocate, product, type DenseTensor, type DType } from "./tensors.js";
 
@@ -11,6 +12,11 @@ export interface BatchPolicy {
   readonly enabled: boolean;
   readonly maxBatchSize: number;
   readonly maxQueueDelayUs: number;
+  /**
+   * A version whose runs take at most this long (µs, a moving average) runs small requests
+   * on the calling thread, with no worker round trip; 0 = always on the workers.
+   */
+  readonly inlineMaxUs: number;
 }
 
 export interface RunResult {
@@ -18,7 +24,16 @@ export interface RunResult {
   readonly queueUs: number;
   readonly computeUs: number;
   readonly batchRows: number;
+  /** Ran on the calling thread (see BatchPolicy.inlineMaxUs). */
+  readonly inline: boolean;
 }
+
+/** Worker runs measured before a version may run inline. */
+const INLINE_SAMPLES = 16;
+/** Largest request run inline: beyond it the workers (and batching) do better. */
+export const INLINE_MAX_ROWS = 16;
+/** Weight of the newest run in the moving average of run times. */
+const EWMA_WEIGHT = 0.1;
 
 interface Pending {
   readonly feeds: Record<string, DenseTensor>;
@@ -79,6 +94,8 @@ function lendable(feeds: Record<string, DenseTensor>): boolean {
 export interface PoolObserver {
   onBatch(rows: number, requests: number): void;
   onExpired(): void;
+  /** A request ran on the calling thread. */
+  onInline?(): void;
 }
 
 export class SessionPool {
@@ -92,6 +109,16 @@ export class SessionPool {
   private pumpScheduled = false;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
+  /**
+   * Small models run on the calling thread: for a model that computes in microseconds, the
+   * worker round trip (a postMessage each way and two thread wake-ups) costs far more than
+   * the run. A session of its own is opened here once the workers' run times (a moving
+   * average over small requests) show the version is under BatchPolicy.inlineMaxUs.
+   */
+  private inlineSession: ort.InferenceSession | undefined;
+  private inlineState: "no" | "opening" | "open" | "failed" = "no";
+  private runUsAverage = 0;
+  private runSamples = 0;
 
   private constructor(
     private readonly policy: () => BatchPolicy,
@@ -182,6 +209,9 @@ export class SessionPool {
    */
   run(feeds: Record<string, DenseTensor>, rows: number, deadline: number, outputNames?: readonly string[], tracked = true): Promise<RunResult> {
     if (this.closed) return Promise.reject(new UnavailableError("model version is unloading; retry"));
+    if (this.inlineSession && rows <= INLINE_MAX_ROWS && this.queue.length === 0 && this.runUsAverage <= this.policy().inlineMaxUs) {
+      return this.runInline(this.inlineSession, feeds, rows, deadline, outputNames, tracked);
+    }
     const key = batchKey(feeds, outputNames);
     return new Promise((resolve, reject) => {
       this.queue.push({ feeds, rows, key, outputNames, enqueuedNs: process.hrtime.bigint(), deadline, tracked, resolve, reject });
@@ -190,6 +220,68 @@ export class SessionPool {
       if (this.policy().enabled) this.pumpSoon();
       else this.pump();
     });
+  }
+
+  private async runInline(
+    session: ort.InferenceSession,
+    feeds: Record<string, DenseTensor>,
+    rows: number,
+    deadline: number,
+    outputNames: readonly string[] | undefined,
+    tracked: boolean,
+  ): Promise<RunResult> {
+    if (deadline <= Date.now()) {
+      this.observer.onExpired();
+      throw new DeadlineExceededError("deadline exceeded before the model ran; the request did not run");
+    }
+    this.inFlight++;
+    const started = process.hrtime.bigint();
+    try {
+      const input: Record<string, ort.Tensor> = {};
+      for (const n in feeds) {
+        const t = feeds[n]!;
+        input[n] = new ort.Tensor(t.type, t.data as never, t.dims);
+      }
+      const result = outputNames ? await session.run(input, outputNames as string[]) : await session.run(input);
+      const outputs: Record<string, DenseTensor> = {};
+      for (const n in result) {
+        const t = result[n]!;
+        outputs[n] = { type: t.type as DType, dims: t.dims.map(Number), data: t.data as DenseTensor["data"] };
+      }
+      const computeUs = Number(process.hrtime.bigint() - started) / 1000;
+      this.noteRun(computeUs, rows);
+      if (tracked) {
+        this.observer.onBatch(rows, 1);
+        this.observer.onInline?.();
+      }
+      return { outputs, queueUs: 0, computeUs, batchRows: rows, inline: true };
+    } finally {
+      this.inFlight--;
+      this.settleIdle();
+    }
+  }
+
+  /** Feeds a small request's run time to the moving average; opens the inline session when it qualifies. */
+  private noteRun(computeUs: number, rows: number): void {
+    if (rows > INLINE_MAX_ROWS) return;
+    this.runUsAverage = this.runSamples === 0 ? computeUs : this.runUsAverage + EWMA_WEIGHT * (computeUs - this.runUsAverage);
+    this.runSamples++;
+    if (this.inlineState !== "no" || this.runSamples < INLINE_SAMPLES || this.closed) return;
+    const limit = this.policy().inlineMaxUs;
+    if (limit <= 0 || this.runUsAverage > limit) return;
+    this.inlineState = "opening";
+    // One thread, the caller's: an inline run must never fan out over the machine's cores.
+    ort.InferenceSession.create(this.workerData.path, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" }).then(
+      (session) => {
+        if (this.closed) return void session.release().catch(() => undefined);
+        this.inlineSession = session;
+        this.inlineState = "open";
+      },
+      () => {
+        // The workers loaded this file; if this thread cannot, they keep serving it.
+        this.inlineState = "failed";
+      },
+    );
   }
 
   /** Requests queued or running. */
@@ -316,8 +408,9 @@ export class SessionPool {
           }
         }
         offset += q.rows;
-        q.resolve({ outputs, queueUs: Number(startNs - q.enqueuedNs) / 1000, computeUs: result.computeUs, batchRows: totalRows });
+        q.resolve({ outputs, queueUs: Number(startNs - q.enqueuedNs) / 1000, computeUs: result.computeUs, batchRows: totalRows, inline: false });
       }
+      this.noteRun(result.computeUs, totalRows);
     } catch (err) {
       for (const q of batch) q.reject(err instanceof Error ? err : new Error(String(err)));
     } finally {
@@ -358,7 +451,9 @@ export class SessionPool {
     }
     await this.drained();
     if (this.timer) clearTimeout(this.timer);
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    const inline = this.inlineSession;
+    this.inlineSession = undefined;
+    await Promise.all([...this.slots.map((s) => s.worker.terminate()), inline?.release().catch(() => undefined)]);
   }
 }
 

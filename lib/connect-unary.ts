@@ -7,6 +7,8 @@
 // mapping from @connectrpc/connect/protocol-connect, and large answers are compressed as
 // connect-node would. Everything else — GET requests, compressed requests, binary protobuf,
 // streams — is left to connect-node (the caller falls back when `serve` returns false).
+// Types with a hand-written JSON codec (lib/fast-json-codecs.ts, e.g. the router's Predict)
+// skip protobuf-es's reflective fromJson/toJsonString; their bytes are the same.
 
 import type http from "node:http";
 import { promisify } from "node:util";
@@ -15,6 +17,7 @@ import { create, fromJson, isMessage, toJsonString, type DescMessage, type DescM
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { context } from "@opentelemetry/api";
+import { jsonDecoder, jsonEncoder } from "./fast-json-codecs.js";
 import { LightHandlerContext } from "./light-handler-context.js";
 import { PRINCIPAL_VALUE } from "./principal.js";
 import { requestTimeoutMs, type CallObserver } from "./rpc-observe.js";
@@ -149,7 +152,10 @@ export function createConnectUnaryJson(opts: ConnectUnaryOptions): (req: http.In
     let request;
     try {
       const text = body.length === 0 ? "{}" : body.toString("utf8");
-      request = fromJson(input, JSON.parse(text) as JsonValue, { ignoreUnknownFields: false });
+      // A hand-written decoder where the type has one (lib/fast-json-codecs.ts); it leaves
+      // whatever it does not read exactly, every bad input included, to fromJson.
+      const decode = jsonDecoder(input.typeName);
+      request = (decode && decode(text)) ?? fromJson(input, JSON.parse(text) as JsonValue, { ignoreUnknownFields: false });
     } catch (err) {
       return fail(new ConnectError(`cannot decode message ${input.typeName} from JSON: ${(err as Error).message}`, Code.InvalidArgument));
     }
@@ -157,7 +163,9 @@ export function createConnectUnaryJson(opts: ConnectUnaryOptions): (req: http.In
       const output = await context.with(call.ctx, () => entry.impl(request, ctx));
       if (settled) return;
       const schema = entry.method.output as DescMessage;
-      await succeed(toJsonString(schema, isMessage(output, schema) ? output : create(schema, output)));
+      const message = isMessage(output, schema) ? output : create(schema, output);
+      const encode = jsonEncoder(schema.typeName);
+      await succeed((encode && encode(message)) ?? toJsonString(schema, message));
     } catch (err) {
       fail(err);
     }

@@ -31,6 +31,7 @@ import type { LiveEndpoint, Server } from "./serve.js";
 import type { ShadowMirror } from "./shadow.js";
 import { effectiveRef, normaliseEndpoint, planRefs, singlePlan, validateEndpointName, validatePlan } from "./spec.js";
 import { endpointView, type EndpointRecord, type RouterStore } from "./store.js";
+import "./predict-json.js"; // registers Predict's Connect JSON codecs
 
 export interface RouterServiceDeps {
   readonly store: RouterStore;

@@ -112,6 +112,9 @@ try {
     floorCallsPerSecAtC64: Number(cell("floor: grpc.health.v1 Check, same process", 64).rowsPerSec),
     inProcessBatchSpeedupAtC1: Number(cell(`in-process ort run(), ${BATCH}-row batches`, 1).rowsPerSec) / Number(cell("in-process ort run()", 1).rowsPerSec),
     meanBatchRowsOverall: sum / count,
+    // Requests a small model ran on the service's own thread (MLMESH_INFERENCE_INLINE_MAX_US).
+    inlineRuns: Number(/^mlmesh_inference_inline_runs_total\{[^}]*\} (\S+)$/m.exec(metrics)?.[1] ?? 0),
+    requests: Number(/^mlmesh_inference_requests_total\{[^}]*\} (\S+)$/m.exec(metrics)?.[1] ?? 0),
     loadAverage: os.loadavg().map((x) => Number(x.toFixed(2))),
   };
   console.log(summary);

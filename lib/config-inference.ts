@@ -53,7 +53,7 @@ export const INFERENCE_CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: 
   { name: "MLMESH_INFERENCE_BATCHING", default: "true", meaning: "dynamic batching by default" },
   { name: "MLMESH_INFERENCE_MAX_BATCH_SIZE", default: "64", meaning: "rows per batched run" },
   { name: "MLMESH_INFERENCE_MAX_QUEUE_DELAY_US", default: "0", meaning: "how long a request waits for others to join its batch" },
-  { name: "MLMESH_INFERENCE_INLINE_MAX_US", default: "50", meaning: "models whose runs average at most this many µs score requests of up to 16 rows on the service's own thread, without the worker round trip; 0 = always on workers" },
+  { name: "MLMESH_INFERENCE_INLINE_MAX_US", default: "50", meaning: "models whose median run (timed at load) takes at most this many µs score requests of up to 16 rows on the service's own thread, without the worker round trip, unless batching waits (a max queue delay); 0 = always on workers" },
   { name: "MLMESH_INFERENCE_MAX_ROWS_PER_REQUEST", default: "10000", meaning: "rows accepted in one Score call" },
   { name: "MLMESH_INFERENCE_ALLOW_NON_FINITE", default: "false", meaning: "pass NaN/Inf inputs to models instead of refusing them" },
   { name: "MLMESH_INFERENCE_MAX_LOADED_VERSIONS", default: "8", meaning: "LRU bound on loaded model versions" },

@@ -265,7 +265,7 @@ export class ModelLoader {
     }
     await prepared;
     this.versions.set(key, v);
-    this.o.logger.info({ model: r.modelName, version, load_ms: Date.now() - started }, "inference: model version loaded and warmed");
+    this.o.logger.info({ model: r.modelName, version, load_ms: Date.now() - started, inline_run_us: pool.inlineUs ?? null }, "inference: model version loaded and warmed");
     void this.evict();
     return v;
   }
@@ -354,4 +354,6 @@ async function warm(v: LoadedVersion): Promise<void> {
   const rows = feeds[v.inputs[0]?.name ?? ""]?.dims[0] ?? 1;
   // Queued at once, so each idle worker takes one (batching merges them only when they queue behind each other).
   await Promise.all(Array.from({ length: 2 }, () => v.pool.run(feeds, rows, Date.now() + 60_000, undefined, false)));
+  // A small model may also run on this thread; if that cannot be set up, the workers serve it.
+  await v.pool.calibrateInline(feeds).catch(() => undefined);
 }

@@ -1,6 +1,7 @@
 // The worker threads holding one model version's ONNX Runtime sessions (one session per
 // worker), and the per-model dynamic batcher feeding them, as Triton's `dynamic_batching`.
 
+import { stat } from "node:fs/promises";
 import { Worker } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 import { DeadlineExceededError, UnavailableError } from "../../lib/errors.js";
@@ -13,8 +14,9 @@ export interface BatchPolicy {
   readonly maxBatchSize: number;
   readonly maxQueueDelayUs: number;
   /**
-   * A version whose runs take at most this long (µs, a moving average) runs small requests
-   * on the calling thread, with no worker round trip; 0 = always on the workers.
+   * A version whose runs take at most this long (µs, timed on the calling thread at load)
+   * runs requests of up to INLINE_MAX_ROWS rows there, with no worker round trip, unless
+   * batching waits for requests (maxQueueDelayUs > 0); 0 = always on the workers.
    */
   readonly inlineMaxUs: number;
 }
@@ -28,12 +30,12 @@ export interface RunResult {
   readonly inline: boolean;
 }
 
-/** Worker runs measured before a version may run inline. */
-const INLINE_SAMPLES = 16;
 /** Largest request run inline: beyond it the workers (and batching) do better. */
 export const INLINE_MAX_ROWS = 16;
-/** Weight of the newest run in the moving average of run times. */
-const EWMA_WEIGHT = 0.1;
+/** Largest model file given a second session on the calling thread (memory is spent twice). */
+export const INLINE_MAX_MODEL_BYTES = 16 * 1024 * 1024;
+/** Warm-up runs timed on the calling thread to decide whether a version runs inline. */
+const INLINE_CALIBRATION_RUNS = 25;
 
 interface Pending {
   readonly feeds: Record<string, DenseTensor>;
@@ -111,14 +113,12 @@ export class SessionPool {
   private idleWaiters: Array<() => void> = [];
   /**
    * Small models run on the calling thread: for a model that computes in microseconds, the
-   * worker round trip (a postMessage each way and two thread wake-ups) costs far more than
-   * the run. A session of its own is opened here once the workers' run times (a moving
-   * average over small requests) show the version is under BatchPolicy.inlineMaxUs.
+   * worker round trip (a postMessage each way and two thread wake-ups, 200-300 µs on a busy
+   * 2-core machine) costs far more than the run. See calibrateInline().
    */
   private inlineSession: ort.InferenceSession | undefined;
-  private inlineState: "no" | "opening" | "open" | "failed" = "no";
-  private runUsAverage = 0;
-  private runSamples = 0;
+  /** Median run time of the warm-up input on the calling thread (µs), once calibrated. */
+  private inlineRunUs = Infinity;
 
   private constructor(
     private readonly policy: () => BatchPolicy,
@@ -185,7 +185,7 @@ export class SessionPool {
       w?.reject(new UnavailableError(`session worker ${why}; the batch did not complete`));
     }
     worker.removeAllListeners();
-    void worker.terminate().catch(() => undefined);
+    retire(worker);
     slot.restarts++;
     // Back off a little if a worker keeps dying (a model that crashes ONNX Runtime).
     const delay = Math.min(5000, 50 * 2 ** Math.min(slot.restarts - 1, 7));
@@ -209,8 +209,10 @@ export class SessionPool {
    */
   run(feeds: Record<string, DenseTensor>, rows: number, deadline: number, outputNames?: readonly string[], tracked = true): Promise<RunResult> {
     if (this.closed) return Promise.reject(new UnavailableError("model version is unloading; retry"));
-    if (this.inlineSession && rows <= INLINE_MAX_ROWS && this.queue.length === 0 && this.runUsAverage <= this.policy().inlineMaxUs) {
-      return this.runInline(this.inlineSession, feeds, rows, deadline, outputNames, tracked);
+    // Not when the policy asks requests to wait for others to batch with (a queue delay).
+    const p = this.inlineSession ? this.policy() : undefined;
+    if (p && rows <= INLINE_MAX_ROWS && this.queue.length === 0 && this.inlineRunUs <= p.inlineMaxUs && (!p.enabled || p.maxQueueDelayUs === 0)) {
+      return this.runInline(this.inlineSession!, feeds, rows, deadline, outputNames, tracked);
     }
     const key = batchKey(feeds, outputNames);
     return new Promise((resolve, reject) => {
@@ -249,7 +251,6 @@ export class SessionPool {
         outputs[n] = { type: t.type as DType, dims: t.dims.map(Number), data: t.data as DenseTensor["data"] };
       }
       const computeUs = Number(process.hrtime.bigint() - started) / 1000;
-      this.noteRun(computeUs, rows);
       if (tracked) {
         this.observer.onBatch(rows, 1);
         this.observer.onInline?.();
@@ -261,27 +262,43 @@ export class SessionPool {
     }
   }
 
-  /** Feeds a small request's run time to the moving average; opens the inline session when it qualifies. */
-  private noteRun(computeUs: number, rows: number): void {
-    if (rows > INLINE_MAX_ROWS) return;
-    this.runUsAverage = this.runSamples === 0 ? computeUs : this.runUsAverage + EWMA_WEIGHT * (computeUs - this.runUsAverage);
-    this.runSamples++;
-    if (this.inlineState !== "no" || this.runSamples < INLINE_SAMPLES || this.closed) return;
+  /**
+   * Decides whether this version runs small requests on the calling thread: with
+   * BatchPolicy.inlineMaxUs above 0 and a model file of at most INLINE_MAX_MODEL_BYTES, a
+   * session is opened here and `feeds` (the warm-up input) timed through it; the version goes
+   * inline when the median run takes at most inlineMaxUs, otherwise the session is released.
+   * Timed here, not on the workers: a worker woken from sleep runs several times slower.
+   */
+  async calibrateInline(feeds: Record<string, DenseTensor>): Promise<void> {
     const limit = this.policy().inlineMaxUs;
-    if (limit <= 0 || this.runUsAverage > limit) return;
-    this.inlineState = "opening";
+    if (limit <= 0 || this.closed || this.inlineSession) return;
+    const size = (await stat(this.workerData.path)).size;
+    if (size > INLINE_MAX_MODEL_BYTES) return;
     // One thread, the caller's: an inline run must never fan out over the machine's cores.
-    ort.InferenceSession.create(this.workerData.path, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" }).then(
-      (session) => {
-        if (this.closed) return void session.release().catch(() => undefined);
-        this.inlineSession = session;
-        this.inlineState = "open";
-      },
-      () => {
-        // The workers loaded this file; if this thread cannot, they keep serving it.
-        this.inlineState = "failed";
-      },
-    );
+    const session = await ort.InferenceSession.create(this.workerData.path, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" });
+    try {
+      const times: number[] = [];
+      for (let i = 0; i < INLINE_CALIBRATION_RUNS; i++) {
+        const input: Record<string, ort.Tensor> = {};
+        for (const n in feeds) input[n] = new ort.Tensor(feeds[n]!.type, feeds[n]!.data as never, feeds[n]!.dims);
+        const t = process.hrtime.bigint();
+        await session.run(input);
+        times.push(Number(process.hrtime.bigint() - t) / 1000);
+      }
+      times.sort((x, y) => x - y);
+      const median = times[times.length >> 1]!;
+      if (median > limit || this.closed) return void (await session.release().catch(() => undefined));
+      this.inlineRunUs = median;
+      this.inlineSession = session;
+    } catch (err) {
+      await session.release().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** The calibrated inline run time (µs), or undefined when this version runs on its workers only. */
+  get inlineUs(): number | undefined {
+    return this.inlineSession ? this.inlineRunUs : undefined;
   }
 
   /** Requests queued or running. */
@@ -410,7 +427,6 @@ export class SessionPool {
         offset += q.rows;
         q.resolve({ outputs, queueUs: Number(startNs - q.enqueuedNs) / 1000, computeUs: result.computeUs, batchRows: totalRows, inline: false });
       }
-      this.noteRun(result.computeUs, totalRows);
     } catch (err) {
       for (const q of batch) q.reject(err instanceof Error ? err : new Error(String(err)));
     } finally {
@@ -455,6 +471,21 @@ export class SessionPool {
     this.inlineSession = undefined;
     await Promise.all([...this.slots.map((s) => s.worker.terminate()), inline?.release().catch(() => undefined)]);
   }
+}
+
+/**
+ * Ends a worker the pool has given up on, without killing the process: Worker.terminate()
+ * while ONNX Runtime is inside run() aborts the whole process (a Napi::Error thrown from the
+ * native side), so a worker that may still be running is ended only once it is idle again —
+ * when its run answers. One that never answers is left to the process's end (unref'd).
+ */
+function retire(worker: Worker): void {
+  const end = () => void worker.terminate().catch(() => undefined);
+  worker.once("message", end);
+  worker.once("error", end);
+  worker.unref();
+  // A worker that already exited (a crash, process.exit) has nothing left to run: end now.
+  if (worker.threadId < 0) end();
 }
 
 /**

@@ -124,6 +124,16 @@ describe("SessionPool: dynamic batching on worker threads", () => {
         assert.ok(Math.abs(Number(r.outputs.score!.data[0]) - sigmoid(x)) < 1e-6, `answer ${i}`);
       }
       assert.equal(inline(), 50);
+      // A busy thread hands runs back to the workers (they run on other cores), an idle one takes them again.
+      const spinUntil = performance.now() + 400;
+      while (performance.now() < spinUntil) {
+        const end = performance.now() + 40;
+        while (performance.now() < end);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      assert.equal((await pool.run(feeds([1, 1, 1]), 1, Date.now() + 5_000)).inline, false, "busy: workers");
+      await new Promise((resolve) => setTimeout(resolve, 350));
+      assert.equal((await pool.run(feeds([1, 1, 1]), 1, Date.now() + 5_000)).inline, true, "idle again: inline");
       // Larger requests still go to the workers.
       const n = 17;
       const big = { x: { type: "float32" as const, dims: [n, 3], data: Float32Array.from({ length: n * 3 }, (_, i) => (i % 7) / 7) } };

@@ -15,8 +15,9 @@ export interface BatchPolicy {
   readonly maxQueueDelayUs: number;
   /**
    * A version whose runs take at most this long (µs, timed on the calling thread at load)
-   * runs requests of up to INLINE_MAX_ROWS rows there, with no worker round trip, unless
-   * batching waits for requests (maxQueueDelayUs > 0); 0 = always on the workers.
+   * runs requests of up to INLINE_MAX_ROWS rows there, with no worker round trip, while that
+   * thread is mostly idle and unless batching waits for requests (maxQueueDelayUs > 0);
+   * 0 = always on the workers.
    */
   readonly inlineMaxUs: number;
 }
@@ -36,6 +37,36 @@ export const INLINE_MAX_ROWS = 16;
 export const INLINE_MAX_MODEL_BYTES = 16 * 1024 * 1024;
 /** Warm-up runs timed on the calling thread to decide whether a version runs inline. */
 const INLINE_CALIBRATION_RUNS = 25;
+/**
+ * Inline only while this thread has time to spare (event-loop utilisation over the last
+ * sample): then a run here is pure latency saved. A busy thread is the whole service's
+ * bottleneck, and the workers run models on the other cores in parallel with it.
+ */
+const INLINE_MAX_LOOP_BUSY = 0.75;
+const LOOP_SAMPLE_MS = 100;
+
+/** This thread's event-loop utilisation over the last LOOP_SAMPLE_MS, sampled while any pool runs inline. */
+const loopBusy = {
+  value: 0,
+  last: performance.eventLoopUtilization(),
+  users: 0,
+  timer: undefined as NodeJS.Timeout | undefined,
+  hold(): void {
+    if (this.users++ > 0) return;
+    this.last = performance.eventLoopUtilization();
+    this.timer = setInterval(() => {
+      const now = performance.eventLoopUtilization();
+      this.value = performance.eventLoopUtilization(now, this.last).utilization;
+      this.last = now;
+    }, LOOP_SAMPLE_MS).unref();
+  },
+  release(): void {
+    if (--this.users > 0) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.value = 0;
+  },
+};
 
 interface Pending {
   readonly feeds: Record<string, DenseTensor>;
@@ -211,7 +242,7 @@ export class SessionPool {
     if (this.closed) return Promise.reject(new UnavailableError("model version is unloading; retry"));
     // Not when the policy asks requests to wait for others to batch with (a queue delay).
     const p = this.inlineSession ? this.policy() : undefined;
-    if (p && rows <= INLINE_MAX_ROWS && this.queue.length === 0 && this.inlineRunUs <= p.inlineMaxUs && (!p.enabled || p.maxQueueDelayUs === 0)) {
+    if (p && rows <= INLINE_MAX_ROWS && this.queue.length === 0 && loopBusy.value <= INLINE_MAX_LOOP_BUSY && this.inlineRunUs <= p.inlineMaxUs && (!p.enabled || p.maxQueueDelayUs === 0)) {
       return this.runInline(this.inlineSession!, feeds, rows, deadline, outputNames, tracked);
     }
     const key = batchKey(feeds, outputNames);
@@ -290,6 +321,7 @@ export class SessionPool {
       if (median > limit || this.closed) return void (await session.release().catch(() => undefined));
       this.inlineRunUs = median;
       this.inlineSession = session;
+      loopBusy.hold();
     } catch (err) {
       await session.release().catch(() => undefined);
       throw err;
@@ -469,6 +501,7 @@ export class SessionPool {
     if (this.timer) clearTimeout(this.timer);
     const inline = this.inlineSession;
     this.inlineSession = undefined;
+    if (inline) loopBusy.release();
     await Promise.all([...this.slots.map((s) => s.worker.terminate()), inline?.release().catch(() => undefined)]);
   }
 }

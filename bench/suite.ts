@@ -67,6 +67,8 @@ function add(name: string, key: string, figure: string, target: string, met: (v:
   rows.push({ figure, measured: `${Number(v.toPrecision(3))}${unit}`, target, met: met(v) ? "yes" : "NO" });
 }
 add("inference", "grpcOverheadP50usAtC1", "Score over gRPC minus in-process run(), P50 at c=1", "< 300 µs", (v) => v < 300, " µs");
+add("inference", "transportFloorP50usAtC1", "  of which: bare health Check between the two processes (transport floor), P50 at c=1", "(reported)", () => true, " µs");
+add("inference", "inProcessRunAfterIdleP50us", "  of which: in-process run() after 1 ms idle, as every run at c=1 (vs back-to-back)", "(reported)", () => true, " µs");
 add("inference", "batchingSpeedupAtC64", "dynamic batching on / off, rows/s at c=64", "≥ 3×", (v) => v >= 3, "×");
 add("mesh", "meshOverFastapiRps", "mesh Predict / FastAPI+sklearn, requests/s (wrk)", "≥ 2×", (v) => v >= 2, "×");
 add("mesh", "meshP99VsFastapiP99", "mesh Predict P99 / FastAPI P99 (wrk)", "≤ 1×", (v) => v <= 1, "×");

@@ -16,7 +16,7 @@ export interface BatchPolicy {
   /**
    * A version whose runs take at most this long (µs, timed on the calling thread at load)
    * runs requests of up to INLINE_MAX_ROWS rows there, with no worker round trip, while that
-   * thread is mostly idle and unless batching waits for requests (maxQueueDelayUs > 0);
+   * thread is under INLINE_MAX_LOOP_BUSY and unless batching waits (maxQueueDelayUs > 0);
    * 0 = always on the workers.
    */
   readonly inlineMaxUs: number;

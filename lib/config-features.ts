@@ -1,6 +1,6 @@
 // MLMESH_FEATURES_* variables (and the Redis URL the online store uses).
 
-import { ConfigError, readBool, readEnum, readUrl, type Env } from "./config-read.js";
+import { ConfigError, readBool, readEnum, readInt, readUrl, type Env } from "./config-read.js";
 
 export interface FeaturesConfig {
   /** Where the online store keeps the latest values: embedded SQLite or a Redis server. */
@@ -15,6 +15,11 @@ export interface FeaturesConfig {
    * MLMESH_FEATURES stream (`mlmesh.features.`). Tests give each run its own.
    */
   readonly ingestSubjectPrefix: string;
+  /**
+   * Estimated size (MiB) of the SQLite online store's read cache of online rows; 0 turns
+   * it off. The Redis store is never cached (other replicas write it).
+   */
+  readonly onlineCacheMb: number;
 }
 
 export function readFeaturesConfig(env: Env): FeaturesConfig {
@@ -29,7 +34,8 @@ export function readFeaturesConfig(env: Env): FeaturesConfig {
   if (!/^mlmesh\.features(\.[A-Za-z0-9_-]+)+$/.test(ingestSubjectPrefix) || ingestSubjectPrefix.length > 200) {
     throw new ConfigError("MLMESH_FEATURES_INGEST_SUBJECT_PREFIX", "a NATS subject under mlmesh.features. (tokens of A-Z a-z 0-9 _ -), at most 200 characters", ingestSubjectPrefix);
   }
-  return Object.freeze({ onlineStore, redisUrl, redisKeyPrefix, streamIngest, ingestSubjectPrefix });
+  const onlineCacheMb = readInt(env, "MLMESH_FEATURES_ONLINE_CACHE_MB", 64, 0, 65_536);
+  return Object.freeze({ onlineStore, redisUrl, redisKeyPrefix, streamIngest, ingestSubjectPrefix, onlineCacheMb });
 }
 
 export const FEATURES_CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: string; meaning: string }> = [
@@ -38,4 +44,5 @@ export const FEATURES_CONFIG_VARIABLES: ReadonlyArray<{ name: string; default: s
   { name: "MLMESH_FEATURES_REDIS_PREFIX", default: "mlmesh:features:", meaning: "key prefix of the Redis online store" },
   { name: "MLMESH_FEATURES_STREAM_INGEST", default: "true", meaning: "consume FeatureRowsIngested from NATS JetStream (one subject per view)" },
   { name: "MLMESH_FEATURES_INGEST_SUBJECT_PREFIX", default: "mlmesh.features.ingest", meaning: "streaming ingest subjects are <prefix>.<view>" },
+  { name: "MLMESH_FEATURES_ONLINE_CACHE_MB", default: "64", meaning: "read cache of the SQLite online store, estimated MiB (0: off)" },
 ];

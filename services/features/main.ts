@@ -17,7 +17,7 @@ import { STREAMS } from "../../lib/streams.js";
 import { BulkIngestor } from "./bulk-ingest.js";
 import { FeatureWriter } from "./ingest.js";
 import { Materializer } from "./materialize.js";
-import { createFeatureMetrics } from "./metrics.js";
+import { createFeatureMetrics, registerOnlineCacheMetrics } from "./metrics.js";
 import { OfflineStore } from "./offline-store.js";
 import { SqliteOnlineStore, type OnlineStore } from "./online-store.js";
 import { HistoricalReader, OnlineReader, ReadPlanner } from "./reads.js";
@@ -56,6 +56,8 @@ export interface FeaturesOptions {
   readonly streamIngest?: boolean;
   /** MLMESH_FEATURES_INGEST_SUBJECT_PREFIX: subjects `<prefix>.<view>` (default: rt.config.features). */
   readonly ingestSubjectPrefix?: string;
+  /** MLMESH_FEATURES_ONLINE_CACHE_MB: read cache of the SQLite online store, MiB; 0: off (default: rt.config.features, else 64). */
+  readonly onlineCacheMb?: number;
   /** Time source (tests pass a fixed clock). */
   readonly clock?: () => number;
 }
@@ -81,11 +83,17 @@ export async function startFeatures(rt: Runtime, options: FeaturesOptions = {}):
     if (options.onlineStore === "redis") {
       if (!options.redisUrl) throw new Error("the Redis online store needs MLMESH_REDIS_URL");
       online = await RedisOnlineStore.connect(options.redisUrl, options.redisKeyPrefix ?? "mlmesh:features:");
-    } else {
-      online = new SqliteOnlineStore(handle.sqlite, reader);
     }
-    logger.info({ online_store: online.kind }, "features: online store ready");
     const rpcMetrics = createRpcMetrics();
+    let cacheMb = 0;
+    if (!online) {
+      // Redis is written by every replica, so only the SQLite store (this process's file) is cached.
+      cacheMb = options.onlineCacheMb ?? rt.config.features?.onlineCacheMb ?? 64;
+      const sqliteStore = new SqliteOnlineStore(handle.sqlite, reader, { cacheBytes: cacheMb * 1024 * 1024 });
+      if (sqliteStore.cacheStats) registerOnlineCacheMetrics(rpcMetrics.registry, sqliteStore.cacheStats);
+      online = sqliteStore;
+    }
+    logger.info({ online_store: online.kind, online_cache_mb: cacheMb }, "features: online store ready");
     const metrics = createFeatureMetrics(rpcMetrics.registry, clock);
     const outbox = new Outbox(handle.sqlite, rt.bus, logger, "features");
     const transforms = new TransformRegistry(options.transforms);

@@ -4,6 +4,7 @@
 
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { LATENCY_BUCKETS_SECONDS } from "../../lib/metrics.js";
+import type { OnlineCacheStats } from "./online-cache.js";
 import type { ValueStatus } from "./types.js";
 
 export interface FeatureMetrics {
@@ -100,4 +101,48 @@ export function createFeatureMetrics(registry: Registry, clock: () => number): F
       newest.delete(view);
     },
   };
+}
+
+/**
+ * The SQLite online store's read cache (online-cache.ts): its plain counters are read at
+ * scrape time, so a read pays nothing for them.
+ */
+export function registerOnlineCacheMetrics(registry: Registry, stats: OnlineCacheStats): void {
+  new Counter({
+    name: "mlmesh_features_online_cache_lookups_total",
+    help: "Entity lookups of the SQLite online store by result: hit (served from its read cache) or miss (read from SQLite).",
+    labelNames: ["result"] as const,
+    registers: [registry],
+    collect() {
+      // The cache's totals are the counter's values: set, not added.
+      this.reset();
+      this.inc({ result: "hit" }, stats.hits);
+      this.inc({ result: "miss" }, stats.misses);
+    },
+  });
+  new Counter({
+    name: "mlmesh_features_online_cache_flushes_total",
+    help: "Times the online read cache was emptied because another connection (process) wrote the features database.",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(stats.flushes);
+    },
+  });
+  new Gauge({
+    name: "mlmesh_features_online_cache_entries",
+    help: "Entities (of any view, found or not) held by the online read cache.",
+    registers: [registry],
+    collect() {
+      this.set(stats.entries);
+    },
+  });
+  new Gauge({
+    name: "mlmesh_features_online_cache_bytes",
+    help: "Estimated memory held by the online read cache; bounded by MLMESH_FEATURES_ONLINE_CACHE_MB.",
+    registers: [registry],
+    collect() {
+      this.set(stats.bytes);
+    },
+  });
 }

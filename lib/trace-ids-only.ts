@@ -28,23 +28,10 @@ import {
   type Tracer,
   type TracerProvider,
 } from "@opentelemetry/api";
+import { RandomIdGenerator } from "@opentelemetry/sdk-trace-base";
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-/** 8 random hex digits (32 bits). */
-function hex32(): string {
-  const x = (Math.random() * 0x1_0000_0000) >>> 0;
-  return HEX[x >>> 24]! + HEX[(x >>> 16) & 0xff]! + HEX[(x >>> 8) & 0xff]! + HEX[x & 0xff]!;
-}
-
-/** A random id of `words` × 32 bits, never all zeros (an invalid id in W3C trace context). */
-function randomId(words: 2 | 4): string {
-  for (;;) {
-    let id = "";
-    for (let i = 0; i < words; i++) id += hex32();
-    if (!/^0+$/.test(id)) return id;
-  }
-}
+/** The SDK's generator, as before ids became lazy: what changed is when ids are made, not how. */
+const ids = new RandomIdGenerator();
 
 /** A non-recording span whose ids are minted on first use. */
 export class IdsOnlySpan implements Span {
@@ -59,11 +46,11 @@ export class IdsOnlySpan implements Span {
 
   /** The trace id alone: a root's is minted here, a child's is its parent's. */
   traceId(): string {
-    return (this.tid ??= this.parentTraceId ?? randomId(4));
+    return (this.tid ??= this.parentTraceId ?? ids.generateTraceId());
   }
 
   spanContext(): SpanContext {
-    return (this.sc ??= { traceId: this.traceId(), spanId: randomId(2), traceFlags: this.traceFlags, traceState: this.traceState });
+    return (this.sc ??= { traceId: this.traceId(), spanId: ids.generateSpanId(), traceFlags: this.traceFlags, traceState: this.traceState });
   }
 
   setAttribute(_key: string, _value: AttributeValue): this {
